@@ -1,0 +1,78 @@
+"""API conventions shared by every app: the error shape and pagination."""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from accounts.tenancy import ScopeError
+from config.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+# DRF's own codes, renamed where ours read better.
+_RENAMED_CODES = {"throttled": "rate_limited", "parse_error": "malformed_request"}
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def _message(detail) -> str:
+    if isinstance(detail, (list, tuple)) and detail:
+        return _message(detail[0])
+    if isinstance(detail, dict):
+        return "Some fields are invalid."
+    return str(detail)
+
+
+def exception_handler(exc, context):
+    """Every API error, whatever raised it, leaves as `{"error": {"code", "message", "fields"}}`."""
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
+        return Response(
+            error_body("payload_too_large", "The request body is larger than this endpoint accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        return Response(error_body("bad_request", "The request was refused."), status=400)
+    if isinstance(exc, ScopeError):
+        # A bug, not bad input; fail closed without telling the caller what exists.
+        logger.error("tenant scope error: %s", exc)
+        return Response(error_body("not_found", "Not found."), status=404)
+    if isinstance(exc, (Http404, DjangoPermissionDenied)):
+        exc = exceptions.NotFound() if isinstance(exc, Http404) else exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    codes = exc.get_codes()
+    code = _RENAMED_CODES.get(codes, codes) if isinstance(codes, str) else "invalid"
+    fields = {}
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        message = "Some fields are invalid." if isinstance(detail, dict) else _message(detail)
+    else:
+        message = _message(exc.detail)
+    response.data = error_body(code, message, fields)
+    return response
+
+
+def json_error_view(status_code: int, code: str, message: str):
+    def view(request, exception=None):
+        return JsonResponse(error_body(code, message), status=status_code)
+
+    return view
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 100

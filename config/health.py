@@ -1,0 +1,104 @@
+"""GET /api/v1/health: the state of every part the platform needs.
+
+Answers 200 when every required part is up and 503 otherwise. A part that is not configured in
+this run mode is reported as such and is not required. Details stay generic: this is public.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+from rest_framework.response import Response
+
+from accounts.api.base import PublicAPIView
+from accounts.api.permissions import PUBLIC
+
+CHECK_TIMEOUT_S = 2.0
+
+
+def check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"status": "ok", "backend": connection.vendor}
+
+
+def check_cache() -> dict:
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "1", timeout=10)
+    if cache.get(key) != "1":
+        raise RuntimeError("cache did not return what was stored")
+    cache.delete(key)
+    return {"status": "ok", "backend": "redis" if settings.REDIS_URL else "file"}
+
+
+def check_broker() -> dict:
+    if not settings.BROKER_URL:
+        return {"status": "ok", "backend": "embedded"}
+    from kombu import Connection
+
+    with Connection(settings.BROKER_URL, connect_timeout=CHECK_TIMEOUT_S) as broker:
+        broker.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_S)
+        transport = broker.transport_cls
+    return {"status": "ok", "backend": transport}
+
+
+def check_storage() -> dict:
+    name = default_storage.save(f"health/{uuid.uuid4().hex}.txt", ContentFile(b"ok"))
+    default_storage.delete(name)
+    return {"status": "ok", "backend": type(default_storage).__name__}
+
+
+def check_chain() -> dict:
+    if not settings.CHAIN_RPC_URL:
+        return {"status": "not_configured"}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    request = urllib.request.Request(settings.CHAIN_RPC_URL, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=CHECK_TIMEOUT_S) as response:
+        chain_id = int(json.load(response)["result"], 16)
+    return {"status": "ok", "chain_id": chain_id}
+
+
+def checks() -> dict[str, tuple]:
+    """Each part: (check, required). A configured production service is always required."""
+    return {
+        "database": (check_database, True),
+        "cache": (check_cache, True),
+        "broker": (check_broker, bool(settings.BROKER_URL)),
+        "storage": (check_storage, True),
+        "chain": (check_chain, bool(settings.CHAIN_RPC_URL)),
+    }
+
+
+def health_report() -> tuple[bool, dict]:
+    healthy, parts = True, {}
+    for name, (check, required) in checks().items():
+        started = time.perf_counter()
+        try:
+            result = check()
+        except Exception as exc:  # any failure of a part is a reading, not a crash
+            result = {"status": "down", "error": type(exc).__name__}
+            healthy = healthy and not required
+        result["required"] = required
+        result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        parts[name] = result
+    return healthy, parts
+
+
+class HealthView(PublicAPIView):
+    required_scopes = {"GET": PUBLIC}
+    throttle_classes: list = []
+
+    def get(self, request):
+        healthy, parts = health_report()
+        return Response(
+            {"status": "ok" if healthy else "down", "deployment": settings.DEPLOYMENT, "checks": parts},
+            status=200 if healthy else 503,
+        )

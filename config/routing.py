@@ -1,0 +1,7 @@
+from django.urls import path
+
+from accounts.consumers import OrganizationEventsConsumer
+
+websocket_urlpatterns = [
+    path("ws/events", OrganizationEventsConsumer.as_asgi()),
+]

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.api import json_error_view
+from config.health import HealthView
+from projects.api import ProjectDetailView, ProjectListView
+
+api_patterns = [
+    path("health", HealthView.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("projects", ProjectListView.as_view(), name="project-list"),
+    path("projects/<uuid:project_id>", ProjectDetailView.as_view(), name="project-detail"),
+    path("", include("accounts.api.urls")),
+    # Unknown API paths answer in the API's error shape, never with an HTML page.
+    re_path(r"^.*$", json_error_view(404, "not_found", "No such endpoint."), name="unknown"),
+]
+
+urlpatterns = [
+    path("api/v1/", include((api_patterns, "api"))),
+    path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+    path("", include("projects.urls")),
+]
+
+handler404 = "config.views.not_found"
+handler403 = "config.views.forbidden"
+handler500 = "config.views.server_error"

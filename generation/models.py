@@ -1,0 +1,1 @@
+"""Jobs, steps and the stage pipeline (the generation issue fills this in)."""
