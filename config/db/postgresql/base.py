@@ -7,8 +7,6 @@ scope changed, or after a rollback (which undoes them).
 """
 from django.db.backends.postgresql import base
 
-from accounts.tenancy import rls_settings
-
 SET_SCOPE_SQL = "SELECT set_config('app.organization_id', %s, false), set_config('app.unscoped', %s, false)"
 
 
@@ -19,6 +17,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.execute_wrappers.append(self._apply_tenant_scope)
 
     def _apply_tenant_scope(self, execute, sql, params, many, context):
+        # Imported here: the backend loads while models are being defined, before accounts can be.
+        from accounts.tenancy import rls_settings
+
         wanted = rls_settings()
         if wanted != self._rls_applied:
             context["cursor"].cursor.execute(SET_SCOPE_SQL, wanted)

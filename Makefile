@@ -1,0 +1,47 @@
+# Set-up is two commands: `make run` and `make test`. Everything else here serves those two.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?=
+
+.PHONY: run test install requirements migrate check-deploy clean
+
+$(VENV)/.installed: requirements/dev.txt requirements/base.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+## Serve the platform at http://$(HOST):$(PORT) in the embedded mode (or production, per the environment).
+run: migrate
+	$(PY) manage.py ensure_demo
+	@echo "serving on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/v1/docs)"
+	$(PY) -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-server-header
+
+## The embedded-mode suite, then the same suite against the production services when
+## TEST_DATABASE_URL / TEST_REDIS_URL / TEST_BROKER_URL are set (.ci/run sets them).
+test: install
+	@echo "== test run 1: embedded mode (SQLite, local files, no external service) =="
+	VAR_DIR=$$(mktemp -d) PLATFORM_TEST_RUN=embedded DATABASE_URL= REDIS_URL= BROKER_URL= CHAIN_RPC_URL= \
+		$(PY) -m pytest $(ARGS)
+	@if [ -n "$$TEST_DATABASE_URL$$TEST_REDIS_URL$$TEST_BROKER_URL" ]; then \
+		echo "== test run 2: production services (database=$${TEST_DATABASE_URL:-sqlite} redis=$${TEST_REDIS_URL:-none} broker=$${TEST_BROKER_URL:-embedded}) =="; \
+		VAR_DIR=$$(mktemp -d) PLATFORM_TEST_RUN=services DATABASE_URL="$$TEST_DATABASE_URL" REDIS_URL="$$TEST_REDIS_URL" \
+			BROKER_URL="$$TEST_BROKER_URL" $(PY) -m pytest $(ARGS); \
+	else \
+		echo "== test run 2 skipped: no production services configured (set TEST_DATABASE_URL, TEST_REDIS_URL, TEST_BROKER_URL; see README) =="; \
+	fi
+
+## Re-pin requirements/*.txt from requirements/*.in.
+requirements: install
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o base.txt base.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
+
+clean:
+	rm -rf $(VENV) var
