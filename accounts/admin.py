@@ -101,7 +101,7 @@ class MembershipAdmin(AuditedAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
-            kwargs["form"] = MembershipAddForm
+            kwargs.update(form=MembershipAddForm, fields=MembershipAddForm._meta.fields)
         return super().get_form(request, obj, **kwargs)
 
     def save_model(self, request, obj, form, change):

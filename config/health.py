@@ -15,6 +15,8 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from accounts.api.base import PublicAPIView
@@ -96,6 +98,7 @@ class HealthView(PublicAPIView):
     required_scopes = {"GET": PUBLIC}
     throttle_classes: list = []
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request):
         healthy, parts = health_report()
         return Response(

@@ -1,4 +1,5 @@
 """OpenAPI generation: each operation documents the scope it needs."""
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 
 
@@ -13,3 +14,11 @@ class ScopedAutoSchema(AutoSchema):
         scope = required.get(self.method.upper())
         note = f"**Required scope:** `{scope}`" if scope else "**Public**: no authentication needed."
         return f"{description}\n\n{note}" if description else note
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.api.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An organization API key: `sk_...`"}

@@ -270,10 +270,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer", "description": "An organization API key"}}
-    },
-    "SECURITY": [{"ApiKey": []}],
 }
 
 # How many reverse proxies in front of the web tier append to X-Forwarded-For (0: trust none).

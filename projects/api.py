@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
@@ -23,15 +23,16 @@ class ProjectIn(serializers.Serializer):
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
 
 
-class ProjectListView(OrganizationAPIView):
+class ProjectListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "project:read", "POST": "project:write"}
     serializer_class = ProjectOut
 
+    def get_queryset(self):
+        return selectors.project_list(search=self.request.query_params.get("search", "")[:120])
+
     @extend_schema(parameters=[OpenApiParameter("search", str, description="Part of the name")])
     def get(self, request):
-        search = request.query_params.get("search", "")[:120]
-        page = self.paginate_queryset(selectors.project_list(search=search))
-        return self.get_paginated_response(ProjectOut(page, many=True).data)
+        return self.list(request)
 
     @extend_schema(request=ProjectIn, responses={201: ProjectOut})
     def post(self, request):

@@ -3,7 +3,7 @@ validate input, call a service or selector and shape the output."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import mixins, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 
@@ -32,7 +32,7 @@ class OrganizationView(OrganizationAPIView):
         return Response(s.OrganizationOut(organization).data)
 
 
-class MemberListView(OrganizationAPIView):
+class MemberListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "members:read"}
     serializer_class = s.MemberOut
 
@@ -40,8 +40,7 @@ class MemberListView(OrganizationAPIView):
         return selectors.member_list()
 
     def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.MemberOut(page, many=True).data)
+        return self.list(request)
 
 
 class MemberDetailView(OrganizationAPIView):
@@ -70,7 +69,7 @@ class MemberDetailView(OrganizationAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class InvitationListView(OrganizationAPIView):
+class InvitationListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "members:read", "POST": "members:manage"}
     serializer_class = s.InvitationOut
 
@@ -78,8 +77,7 @@ class InvitationListView(OrganizationAPIView):
         return selectors.invitation_list()
 
     def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.InvitationOut(page, many=True).data)
+        return self.list(request)
 
     @extend_schema(request=s.InvitationIn, responses={201: s.InvitationOut})
     def post(self, request):
@@ -122,7 +120,7 @@ class InvitationAcceptView(PublicAPIView):
         return Response(s.MemberOut(membership).data, status=status.HTTP_201_CREATED)
 
 
-class ApiKeyListView(OrganizationAPIView):
+class ApiKeyListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "apikeys:manage", "POST": "apikeys:manage"}
     serializer_class = s.ApiKeyOut
 
@@ -130,8 +128,7 @@ class ApiKeyListView(OrganizationAPIView):
         return selectors.api_key_list()
 
     def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.ApiKeyOut(page, many=True).data)
+        return self.list(request)
 
     @extend_schema(request=s.ApiKeyIn, responses={201: s.ApiKeyCreatedOut})
     def post(self, request):
@@ -160,13 +157,15 @@ class ApiKeyDetailView(OrganizationAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AuditLogView(OrganizationAPIView):
+class AuditLogView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "audit:read"}
     serializer_class = s.AuditEntryOut
 
+    def get_queryset(self):
+        filters = s.AuditFilterIn(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.audit_list(filters=filters.validated_data)
+
     @extend_schema(parameters=[s.AuditFilterIn])
     def get(self, request):
-        filters = s.AuditFilterIn(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        page = self.paginate_queryset(selectors.audit_list(filters=filters.validated_data))
-        return self.get_paginated_response(s.AuditEntryOut(page, many=True).data)
+        return self.list(request)

@@ -1,0 +1,60 @@
+"""Production refuses unsafe settings; `check --deploy` is clean with the required variables."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k" * 20 + "Zq8#mP2$vL9!xR4&tN7*wB3^" + "y" * 20
+
+
+def manage(*args, env_overrides):
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}}
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def production_env(tmp_path, **overrides):
+    env = {
+        "DEPLOYMENT": "production",
+        "SECRET_KEY": GOOD_KEY,
+        "ALLOWED_HOSTS": "studio.example.com",
+        "DATABASE_URL": "postgres://platform@127.0.0.1:5432/platform",
+        "VAR_DIR": str(tmp_path),
+    }
+    env.update(overrides)
+    return {key: value for key, value in env.items() if value is not None}
+
+
+@pytest.mark.parametrize(
+    "overrides, complaint",
+    [
+        ({"DEBUG": "1"}, "DEBUG is on"),
+        ({"SECRET_KEY": None}, "SECRET_KEY is missing"),
+        ({"SECRET_KEY": "django-insecure-" + "x" * 60}, "SECRET_KEY is missing, a default"),
+        ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS is empty"),
+        ({"DATABASE_URL": None}, "DATABASE_URL is not set"),
+    ],
+)
+def test_production_refuses_to_start_with_unsafe_settings(tmp_path, overrides, complaint):
+    result = manage("check", env_overrides=production_env(tmp_path, **overrides))
+    assert result.returncode != 0
+    assert "refusing to start in production" in result.stderr and complaint in result.stderr
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=production_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_embedded_mode_needs_nothing_and_keeps_its_secret_outside_the_repo(tmp_path):
+    result = manage("check", env_overrides={"VAR_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    key_file = tmp_path / "secret_key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert len(key_file.read_text()) >= 50
