@@ -22,7 +22,7 @@ migrate: install
 run: migrate
 	$(PY) manage.py ensure_demo
 	@echo "serving on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/v1/docs)"
-	$(PY) -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --no-server-header
+	$(PY) manage.py runplatform --host $(HOST) --port $(PORT)
 
 ## The embedded-mode suite, then the same suite against the production services when
 ## TEST_DATABASE_URL / TEST_REDIS_URL / TEST_BROKER_URL are set (.ci/run sets them).

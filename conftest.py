@@ -43,6 +43,16 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    # Tests drive steps themselves unless they start a real worker (then they set QUEUE_ENGINE).
+    settings.QUEUE_ENGINE = "manual"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        # Per test, so concurrent pytest runs on one checkout don't clear each other's cache.
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": tmp_path / "cache"}}
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     cache.clear()
     yield

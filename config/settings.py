@@ -67,6 +67,8 @@ def _embedded_secret_key() -> str:
 
 
 SECRET_KEY = env("SECRET_KEY") or ("" if PRODUCTION else _embedded_secret_key())
+# Encrypts secrets kept in the database (provider keys, webhook secrets); derived from SECRET_KEY if unset.
+ENCRYPTION_KEY = env("ENCRYPTION_KEY")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -168,8 +170,46 @@ else:
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
 
-# --- Queue broker ----------------------------------------------------------------------------
+# --- Queues and workers -----------------------------------------------------------------------
 BROKER_URL = env("BROKER_URL")
+# celery (default) or dramatiq; both run the same step code. `manual` dispatches nothing (tests).
+QUEUE_ENGINE = env("QUEUE_ENGINE", "celery")
+if QUEUE_ENGINE not in {"celery", "dramatiq", "manual"}:
+    raise ImproperlyConfigured("QUEUE_ENGINE must be celery, dramatiq or manual")
+if BROKER_URL:
+    CELERY_BROKER_URL = BROKER_URL
+else:
+    # The embedded broker: message files in a folder every process of this machine shares.
+    (VAR_DIR / "broker").mkdir(exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(VAR_DIR / "broker"),
+        "data_folder_out": str(VAR_DIR / "broker"),
+        "control_folder": str(VAR_DIR / "broker"),
+        "polling_interval": 0.1,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = bool(BROKER_URL)
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if BROKER_URL.startswith("amqp"):
+    from kombu import Queue
+
+    CELERY_TASK_QUEUES = [Queue(name, routing_key=name, queue_arguments={"x-max-priority": 9})
+                          for name in ("cpu", "gpu", "llm", "rights", "chain")]
+# Seconds a worker's claim on a step lasts without renewal; a dead worker's step is requeued after it.
+STEP_LEASE_S = env_int("STEP_LEASE_S", 60)
+STEP_MAX_ATTEMPTS = env_int("STEP_MAX_ATTEMPTS", 3)
+STEP_RETRY_BACKOFF_S = env_int("STEP_RETRY_BACKOFF_S", 5)
+SWEEP_INTERVAL_S = env_int("SWEEP_INTERVAL_S", 10)
+# Frame and clip steps of one job queued or running at once.
+JOB_SHOT_CONCURRENCY = env_int("JOB_SHOT_CONCURRENCY", 4)
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 
 # --- Channels (websockets) ----------------------------------------------------------------------
 if REDIS_URL:
@@ -254,7 +294,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "config.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

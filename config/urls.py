@@ -13,6 +13,7 @@ api_patterns = [
     path("projects", ProjectListView.as_view(), name="project-list"),
     path("projects/<uuid:project_id>", ProjectDetailView.as_view(), name="project-detail"),
     path("", include("accounts.api.urls")),
+    path("", include("generation.urls")),
     # Unknown API paths answer in the API's error shape, never with an HTML page.
     re_path(r"^.*$", json_error_view(404, "not_found", "No such endpoint."), name="unknown"),
 ]

@@ -35,5 +35,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return super()._rollback()
 
     def _savepoint_rollback(self, sid):
-        self._rls_applied = None
-        return super()._savepoint_rollback(sid)
+        # Sent straight to psycopg, not through the execute wrapper: after an error the transaction
+        # is aborted and refuses everything but the rollback, including the wrapper's set_config.
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.ops.savepoint_rollback_sql(sid))
+        self._rls_applied = None  # the rollback may have undone settings made since the savepoint

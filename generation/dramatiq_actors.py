@@ -1,0 +1,69 @@
+"""Dramatiq entry points (QUEUE_ENGINE=dramatiq), running the same worker code as Celery:
+
+    dramatiq generation.dramatiq_actors --queues cpu llm rights chain --processes 1 --threads 2
+"""
+from __future__ import annotations
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+
+import dramatiq  # noqa: E402
+from django.conf import settings  # noqa: E402
+from dramatiq.middleware import Middleware  # noqa: E402
+
+from generation import worker  # noqa: E402
+from generation.dispatch import QUEUES  # noqa: E402
+
+
+def _broker():
+    url = settings.BROKER_URL
+    if url.startswith("amqp"):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    if url.startswith("redis"):
+        from dramatiq.brokers.redis import RedisBroker
+
+        return RedisBroker(url=url)
+    raise RuntimeError("QUEUE_ENGINE=dramatiq needs BROKER_URL pointing at RabbitMQ (amqp://) or Redis (redis://)")
+
+
+class SweeperMiddleware(Middleware):
+    def after_worker_boot(self, broker, worker_):
+        self.sweeper = worker.Sweeper()
+        self.sweeper.start()
+
+    def before_worker_shutdown(self, broker, worker_):
+        if getattr(self, "sweeper", None):
+            self.sweeper.stopped.set()
+
+
+broker = _broker()
+broker.add_middleware(SweeperMiddleware())
+dramatiq.set_broker(broker)
+
+
+def _make_step_actor(queue: str):
+    def run_step(step_id: str, queue_name: str):
+        worker.execute_next(queue_name)
+
+    return dramatiq.actor(run_step, actor_name=f"run_step_{queue}", queue_name=queue, max_retries=0,
+                          time_limit=3_600_000)
+
+
+STEP_ACTORS = {queue: _make_step_actor(queue) for queue in QUEUES}
+
+
+def actor_for(queue: str):
+    return STEP_ACTORS[queue]
+
+
+@dramatiq.actor(queue_name="cpu", max_retries=0)
+def deliver_webhook_actor(delivery_id: str):
+    from generation.webhooks import webhook_deliver
+
+    webhook_deliver(delivery_id)

@@ -1,0 +1,52 @@
+"""Reads of the generation app."""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from generation import pipeline
+from generation.models import Artifact, Job, JobEvent, Stage
+
+
+def job_list(*, status: str = "", project_id=None) -> QuerySet[Job]:
+    queryset = Job.objects.select_related("project", "created_by").order_by("-created_at")
+    if status:
+        queryset = queryset.filter(status=status)
+    if project_id:
+        queryset = queryset.filter(project_id=project_id)
+    return queryset
+
+
+def job_detail(*, job_id) -> Job:
+    return Job.objects.select_related("project", "created_by").prefetch_related("steps__artifact").get(pk=job_id)
+
+
+def job_shots(job: Job) -> list[dict]:
+    """The storyboard's shots with edits applied and the state of their frame and clip steps."""
+    steps = {(s.stage, s.shot): s for s in job.steps.all()}
+    storyboard = steps.get((Stage.STORYBOARD, 0))
+    if storyboard is None or storyboard.artifact is None:
+        return []
+    shots = []
+    for number in range(1, pipeline.shots_of(job) + 1):
+        frame, clip = steps[(Stage.FRAME, number)], steps[(Stage.CLIP, number)]
+        shot = pipeline.effective_shot(job, storyboard.artifact.data, number)
+        shot.update(frame_status=frame.status, clip_status=clip.status, edited=str(number) in job.shot_edits,
+                    has_frame=frame.artifact_id is not None and frame.status == "succeeded")
+        shots.append(shot)
+    return shots
+
+
+def job_artifact(job: Job, kind: str, shot: int = 0) -> Artifact | None:
+    """The finished video, its thumbnail, or a shot's first frame."""
+    if kind == "video":
+        artifact_id = job.output.get("video_artifact")
+    elif kind == "thumbnail":
+        artifact_id = job.output.get("thumbnail_artifact")
+    else:
+        step = job.steps.filter(stage=Stage.FRAME, shot=shot, status="succeeded").first()
+        artifact_id = step.artifact_id if step else None
+    return Artifact.objects.filter(pk=artifact_id).first() if artifact_id else None
+
+
+def job_events_after(*, job_id, after: int = 0, limit: int = 200) -> list[JobEvent]:
+    return list(JobEvent.objects.filter(job_id=job_id, id__gt=after).order_by("id")[:limit])

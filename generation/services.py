@@ -1,0 +1,257 @@
+"""Writes of the generation app: start a job, cancel, retry, edit or regenerate a shot, approve."""
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.audit import Actor, audit_record
+from accounts.models import Organization
+from config.errors import Conflict, DomainError, NotFound
+from generation import events, pipeline
+from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, Step, StepStatus
+from generation.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
+from projects.models import Project
+
+OPTION_DEFAULTS = {"duration_s": 30, "aspect_ratio": "16:9", "resolution": "720p", "shots": 8, "voice": ""}
+ASPECT_RATIOS = ("16:9", "9:16", "1:1")
+RESOLUTIONS = ("480p", "720p", "1080p")
+LIMITS = {"duration_s": (5, 300), "shots": (1, 24)}
+
+
+def job_options(*, template_settings: dict, options: dict) -> dict:
+    """The job's options: the request's, else the template's, else the defaults; validated."""
+    merged = {key: options.get(key, template_settings.get(key, default)) for key, default in OPTION_DEFAULTS.items()}
+    errors = {}
+    for key, (low, high) in LIMITS.items():
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            errors[key] = [f"a number from {low} to {high}"]
+    if merged["aspect_ratio"] not in ASPECT_RATIOS:
+        errors["aspect_ratio"] = [f"one of {', '.join(ASPECT_RATIOS)}"]
+    if merged["resolution"] not in RESOLUTIONS:
+        errors["resolution"] = [f"one of {', '.join(RESOLUTIONS)}"]
+    if not isinstance(merged["voice"], str) or len(merged["voice"]) > 40:
+        errors["voice"] = ["a voice name of at most 40 characters, or empty"]
+    if not errors and merged["duration_s"] / merged["shots"] < 1:
+        errors["shots"] = ["each shot needs at least one second"]
+    if errors:
+        raise DomainError("Some options are invalid.", fields={"options": errors})
+    merged["shots"] = int(merged["shots"])
+    merged["fps"] = 24
+    return merged
+
+
+def _request_hash(**request) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_estimate(*, job: Job) -> Decimal:
+    """Up-front cost from the providers' prices; offline costs nothing."""
+    total = Decimal("0")
+    for stage in (Stage.STYLE, Stage.SCRIPT, Stage.STORYBOARD):
+        name = pipeline.provider_chain(job, "text")[0]
+        if name == "openai":
+            from generation.providers.openai_provider import estimate_cost
+            from generation.stages import provider_settings
+
+            total += estimate_cost(stage, job.options["duration_s"], job.options["shots"],
+                                   provider_settings(job.organization_id, name))
+    return total
+
+
+def job_create(*, organization: Organization, actor: Actor, project_id, topic: str, style: str = "",
+               template_id=None, options: dict | None = None, idempotency_key: str = "", priority: int = 5) -> tuple[Job, bool]:
+    """Start a job; returns (job, created). The same Idempotency-Key returns the first job."""
+    options = options or {}
+    request_hash = _request_hash(project=str(project_id), topic=topic, style=style, template=str(template_id or ""),
+                                 options=options)
+    if idempotency_key:
+        existing = Job.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise Conflict("This Idempotency-Key was used for a different request.", code="idempotency_mismatch")
+            return existing, False
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise NotFound("No such project.", fields={"project": ["not found"]})
+    if style and style not in STYLE_NAMES:
+        raise DomainError("Unknown style.", fields={"style": [f"one of {', '.join(STYLE_NAMES)}"]})
+    snapshot = {}
+    template_version = None
+    if template_id:
+        from projects.templates import template_get_for_use, template_snapshot
+
+        template_version = template_get_for_use(organization=organization, template_id=template_id)
+        snapshot = template_snapshot(template_version)
+    template_settings = snapshot.get("settings", {})
+    job = Job(organization=organization, project=project, topic=topic.strip(), style=style or template_settings.get(
+        "style", ""), options=job_options(template_settings=template_settings, options=options),
+        template=template_version, template_snapshot=snapshot, idempotency_key=idempotency_key,
+        request_hash=request_hash, priority=priority,
+        created_by=actor.user if actor.user and actor.user.is_authenticated else None,
+        created_by_key=actor.api_key)
+    _policy_check_topic(job)
+    job.estimated_cost = job_estimate(job=job)
+    from generation.budgets import budget_check
+
+    budget_check(organization=organization, user=job.created_by, estimated_cost=job.estimated_cost)
+    try:
+        with transaction.atomic():
+            job.save()
+            pipeline.steps_create(job)
+            audit_record(actor=actor, action="job.create", target=job,
+                         after={"topic": job.topic, "project": str(project.pk), "options": job.options})
+            events.job_event(job, "status", {"status": job.status})
+            transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+    except IntegrityError:
+        if idempotency_key:  # a concurrent request with the same key won
+            return Job.objects.get(idempotency_key=idempotency_key), False
+        raise
+    return job, True
+
+
+def _policy_check_topic(job: Job) -> None:
+    from generation.policy import content_policy_check, policy_for
+
+    moderation = None
+    policy = policy_for(job.organization_id)
+    if policy.moderation_provider == "openai":
+        from generation.providers.base import StageContext
+        from generation.providers.openai_provider import moderate
+        from generation.stages import provider_settings
+
+        ctx = StageContext(organization_id=job.organization_id, job_id="", options={}, prompts={}, work_dir=None,
+                           settings=provider_settings(job.organization_id, "openai"))
+        moderation = lambda text: moderate(text, ctx)  # noqa: E731
+    content_policy_check(organization_id=job.organization_id, texts={"topic": job.topic}, moderation=moderation)
+
+
+def _locked(job: Job) -> Job:
+    return Job.objects.select_for_update().get(pk=job.pk)
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, actor: Actor) -> Job:
+    job = _locked(job)
+    if job.status in TERMINAL_JOB_STATUSES:
+        raise Conflict(f"The job is already {job.status}.", code="job_finished")
+    job.steps.filter(status__in=[StepStatus.BLOCKED, StepStatus.QUEUED, StepStatus.RUNNING]).update(
+        status=StepStatus.CANCELLED, lease_owner="", lease_expires_at=None)
+    previous = job.status
+    job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
+    job.save(update_fields=["status", "finished_at"])
+    audit_record(actor=actor, action="job.cancel", target=job, before={"status": previous},
+                 after={"status": job.status})
+    events.job_event(job, "status", {"status": job.status, "previous": previous})
+    return job
+
+
+@transaction.atomic
+def job_retry(*, job: Job, actor: Actor) -> Job:
+    """Resume a failed or cancelled job at the steps that did not finish."""
+    job = _locked(job)
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise Conflict("Only a failed or cancelled job can be retried.", code="job_not_retryable")
+    job.steps.exclude(status=StepStatus.SUCCEEDED).update(
+        status=StepStatus.BLOCKED, attempts=0, provider_index=0, error=None, available_at=None, lease_owner="",
+        lease_expires_at=None)
+    previous = job.status
+    job.status, job.error, job.finished_at = JobStatus.RETRYING, None, None
+    job.save(update_fields=["status", "error", "finished_at"])
+    audit_record(actor=actor, action="job.retry", target=job, before={"status": previous},
+                 after={"status": job.status})
+    events.job_event(job, "status", {"status": job.status, "previous": previous})
+    transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+    return job
+
+
+SHOT_EDITABLE = {"description": str, "dialogue": str, "camera_movement": str, "duration_s": (int, float)}
+
+
+def _shot_step(job: Job, stage: str, number: int) -> Step:
+    if not 1 <= number <= pipeline.shots_of(job):
+        raise NotFound(f"The job has no shot {number}.")
+    return job.steps.get(stage=stage, shot=number)
+
+
+def _editable(job: Job) -> None:
+    if job.status == JobStatus.CANCELLED:
+        raise Conflict("The job was cancelled.", code="job_cancelled")
+    storyboard = job.steps.get(stage=Stage.STORYBOARD, shot=0)
+    if storyboard.status != StepStatus.SUCCEEDED:
+        raise Conflict("The storyboard is not ready yet.", code="storyboard_not_ready")
+
+
+def _rerun_from_shots(job: Job) -> None:
+    """Put every shot and later step back to blocked; digests decide what really reruns."""
+    stages = [Stage.FRAME, Stage.CLIP, Stage.COMPOSE, Stage.REVIEW, Stage.PROTECT, Stage.REGISTER]
+    job.steps.filter(stage__in=stages).update(status=StepStatus.BLOCKED, attempts=0, provider_index=0, error=None,
+                                              available_at=None, lease_owner="", lease_expires_at=None)
+    job.status, job.error, job.finished_at, job.approved_at, job.approved_by = (
+        JobStatus.IMAGE_GENERATION, None, None, None, None)
+    job.save(update_fields=["status", "error", "finished_at", "approved_at", "approved_by", "shot_edits"])
+    transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+
+
+@transaction.atomic
+def shot_edit(*, job: Job, number: int, changes: dict, actor: Actor) -> Job:
+    job = _locked(job)
+    _editable(job)
+    _shot_step(job, Stage.FRAME, number)
+    errors = {}
+    for key, value in changes.items():
+        if key not in SHOT_EDITABLE or isinstance(value, bool) or not isinstance(value, SHOT_EDITABLE[key]):
+            errors[key] = ["cannot be edited" if key not in SHOT_EDITABLE else "wrong type"]
+    if "camera_movement" in changes and changes["camera_movement"] not in CAMERA_MOVEMENTS:
+        errors["camera_movement"] = [f"one of {', '.join(CAMERA_MOVEMENTS)}"]
+    if "duration_s" in changes and not errors.get("duration_s") and not 0.5 <= changes["duration_s"] <= 120:
+        errors["duration_s"] = ["from 0.5 to 120 seconds"]
+    for key in ("description", "dialogue"):
+        if isinstance(changes.get(key), str) and len(changes[key]) > 2000:
+            errors[key] = ["at most 2000 characters"]
+    if errors or not changes:
+        raise DomainError("The shot changes are invalid.", fields=errors or {"non_field_errors": ["nothing to change"]})
+    from generation.policy import content_policy_check
+
+    content_policy_check(organization_id=job.organization_id,
+                         texts={f"storyboard shot {number}": f"{changes.get('description', '')} "
+                                                            f"{changes.get('dialogue', '')}"})
+    before = dict(job.shot_edits.get(str(number), {}))
+    job.shot_edits = {**job.shot_edits, str(number): {**before, **changes}}
+    _rerun_from_shots(job)
+    audit_record(actor=actor, action="job.shot_edit", target=job, before={str(number): before},
+                 after={str(number): job.shot_edits[str(number)]})
+    events.job_event(job, "shot.edited", {"shot": number, "changes": changes})
+    return job
+
+
+@transaction.atomic
+def shot_regenerate(*, job: Job, number: int, actor: Actor) -> Job:
+    job = _locked(job)
+    _editable(job)
+    for stage in (Stage.FRAME, Stage.CLIP):
+        step = _shot_step(job, stage, number)
+        step.regeneration += 1
+        step.save(update_fields=["regeneration"])
+    _rerun_from_shots(job)
+    audit_record(actor=actor, action="job.shot_regenerate", target=job, after={"shot": number})
+    events.job_event(job, "shot.regenerating", {"shot": number})
+    return job
+
+
+@transaction.atomic
+def job_approve(*, job: Job, actor: Actor) -> Job:
+    job = _locked(job)
+    if job.status != JobStatus.AWAITING_APPROVAL:
+        raise Conflict("The job is not waiting for approval.", code="not_awaiting_approval")
+    job.approved_at = timezone.now()
+    job.approved_by = actor.user if actor.user and actor.user.is_authenticated else None
+    job.save(update_fields=["approved_at", "approved_by"])
+    audit_record(actor=actor, action="job.approve", target=job, after={"approved": True})
+    events.job_event(job, "approved", {"by": job.approved_by.email if job.approved_by else None})
+    transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+    return job
