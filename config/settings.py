@@ -82,6 +82,8 @@ if PRODUCTION:
         problems.append("ALLOWED_HOSTS is empty")
     if not env("DATABASE_URL"):
         problems.append("DATABASE_URL is not set")
+    if env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False):
+        problems.append("WEBHOOK_ALLOW_PRIVATE_URLS is on")
     if problems:
         raise ImproperlyConfigured("refusing to start in production: " + "; ".join(problems))
 
@@ -149,7 +151,9 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
+            "NAME": env("SQLITE_PATH", str(VAR_DIR / "db.sqlite3")),
+            # A file, not memory: tests start real worker processes that must share it.
+            "TEST": {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")},
             # WAL and IMMEDIATE transactions let the web and worker processes share the file.
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -209,7 +213,11 @@ STEP_RETRY_BACKOFF_S = env_int("STEP_RETRY_BACKOFF_S", 5)
 SWEEP_INTERVAL_S = env_int("SWEEP_INTERVAL_S", 10)
 # Frame and clip steps of one job queued or running at once.
 JOB_SHOT_CONCURRENCY = env_int("JOB_SHOT_CONCURRENCY", 4)
+# Webhook URLs resolving to private, loopback or link-local addresses are refused unless this is on.
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_RETRY_BASE_S = env_int("WEBHOOK_RETRY_BASE_S", 10)
+WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 5)
 
 # --- Channels (websockets) ----------------------------------------------------------------------
 if REDIS_URL:
@@ -310,6 +318,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "generation.models.DeliveryStatus",
+        "JobStatusEnum": "generation.models.JobStatus",
+        "ProviderNameEnum": "projects.templates.PROVIDER_NAMES",
+        "TextOrVoiceProviderNameEnum": "projects.templates.TEXT_AND_VOICE_PROVIDER_NAMES",
+    },
 }
 
 # How many reverse proxies in front of the web tier append to X-Forwarded-For (0: trust none).

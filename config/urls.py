@@ -14,6 +14,8 @@ api_patterns = [
     path("projects/<uuid:project_id>", ProjectDetailView.as_view(), name="project-detail"),
     path("", include("accounts.api.urls")),
     path("", include("generation.urls")),
+    path("", include("generation.api_webhooks")),
+    path("", include("projects.api_templates")),
     # Unknown API paths answer in the API's error shape, never with an HTML page.
     re_path(r"^.*$", json_error_view(404, "not_found", "No such endpoint."), name="unknown"),
 ]

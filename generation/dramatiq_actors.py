@@ -32,6 +32,17 @@ def _broker():
     raise RuntimeError("QUEUE_ENGINE=dramatiq needs BROKER_URL pointing at RabbitMQ (amqp://) or Redis (redis://)")
 
 
+class ConnectionsMiddleware(Middleware):
+    """Like a web request: drop broken or aged database connections around each message."""
+
+    def before_process_message(self, broker, message):
+        from django.db import close_old_connections
+
+        close_old_connections()
+
+    after_process_message = before_process_message
+
+
 class SweeperMiddleware(Middleware):
     def after_worker_boot(self, broker, worker_):
         self.sweeper = worker.Sweeper()
@@ -44,6 +55,7 @@ class SweeperMiddleware(Middleware):
 
 broker = _broker()
 broker.add_middleware(SweeperMiddleware())
+broker.add_middleware(ConnectionsMiddleware())
 dramatiq.set_broker(broker)
 
 
@@ -64,6 +76,11 @@ def actor_for(queue: str):
 
 @dramatiq.actor(queue_name="cpu", max_retries=0)
 def deliver_webhook_actor(delivery_id: str):
+    from django.utils import timezone
+
+    from generation.dispatch import deliveries_dispatch
     from generation.webhooks import webhook_deliver
 
-    webhook_deliver(delivery_id)
+    next_at = webhook_deliver(delivery_id)
+    if next_at:
+        deliveries_dispatch([delivery_id], countdown=max(0.0, (next_at - timezone.now()).total_seconds()))

@@ -178,6 +178,7 @@ class Step(TenantModel):
         indexes = [
             models.Index(fields=["queue", "status", "priority"], name="step_claim"),
             models.Index(fields=["status", "lease_expires_at"], name="step_lease"),
+            models.Index(fields=["started_at"], name="step_started"),
         ]
 
     def __str__(self) -> str:

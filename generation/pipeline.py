@@ -66,7 +66,9 @@ def dependencies(step: Step, steps: dict) -> list[Step]:
     if stage == Stage.COMPOSE:
         clips = [value for (s, _), value in steps.items() if s == Stage.CLIP]
         return [steps[(Stage.STORYBOARD, 0)], *sorted(clips, key=lambda c: c.shot)]
-    previous = {Stage.REVIEW: Stage.COMPOSE, Stage.PROTECT: Stage.REVIEW, Stage.REGISTER: Stage.PROTECT}[stage]
+    if stage == Stage.PROTECT:  # protects the video itself, once the review passed
+        return [steps[(Stage.COMPOSE, 0)], steps[(Stage.REVIEW, 0)]]
+    previous = {Stage.REVIEW: Stage.COMPOSE, Stage.REGISTER: Stage.PROTECT}[stage]
     return [steps[(previous, 0)]]
 
 
@@ -306,13 +308,17 @@ def step_summary(step: Step) -> dict:
 # --- claiming and leases (workers run these unscoped: they serve every tenant) ------------------
 
 
+FAIR_SHARE_WINDOW_S = 60
+
+
 def lease_seconds() -> int:
     return settings.STEP_LEASE_S
 
 
 def step_claim_next(*, queue: str, worker: str) -> Step | None:
     """Claim the next step of `queue` for `worker`, fairly between organizations: the organization
-    with the fewest running steps goes first, then the job priority, then the oldest step."""
+    with the fewest running steps goes first, then the one served least in the last minute, then
+    the job priority, then the oldest step. So one studio's hundred jobs can't starve another's one."""
     now = timezone.now()
     with dangerously_unscoped():
         ready = Step.objects.filter(queue=queue, status=StepStatus.QUEUED).filter(
@@ -322,7 +328,10 @@ def step_claim_next(*, queue: str, worker: str) -> Step | None:
             return None
         running = dict(Step.objects.filter(status=StepStatus.RUNNING).values_list("organization_id")
                        .annotate(n=Count("id")).values_list("organization_id", "n"))
-        heads.sort(key=lambda h: (running.get(h["organization_id"], 0), -h["top"], h["oldest"]))
+        served = dict(Step.objects.filter(started_at__gte=now - timedelta(seconds=FAIR_SHARE_WINDOW_S))
+                      .values_list("organization_id").annotate(n=Count("id")).values_list("organization_id", "n"))
+        heads.sort(key=lambda h: (running.get(h["organization_id"], 0), served.get(h["organization_id"], 0),
+                                  -h["top"], h["oldest"]))
         for head in heads:
             candidates = ready.filter(organization_id=head["organization_id"]).order_by("-priority", "queued_at")
             for step_id in candidates.values_list("id", flat=True)[:5]:

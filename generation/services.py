@@ -83,10 +83,10 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
     snapshot = {}
     template_version = None
     if template_id:
-        from projects.templates import template_get_for_use, template_snapshot
+        from projects.templates import template_for_job
 
-        template_version = template_get_for_use(organization=organization, template_id=template_id)
-        snapshot = template_snapshot(template_version)
+        # A public template of another studio gives only the snapshot (never a cross-tenant key).
+        template_version, snapshot = template_for_job(organization=organization, template_id=template_id)
     template_settings = snapshot.get("settings", {})
     job = Job(organization=organization, project=project, topic=topic.strip(), style=style or template_settings.get(
         "style", ""), options=job_options(template_settings=template_settings, options=options),
@@ -98,9 +98,10 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
     job.estimated_cost = job_estimate(job=job)
     from generation.budgets import budget_check
 
-    budget_check(organization=organization, user=job.created_by, estimated_cost=job.estimated_cost)
     try:
         with transaction.atomic():
+            # Inside the transaction: the check locks the policy row, so concurrent jobs queue up.
+            budget_check(organization=organization, user=job.created_by, estimated_cost=job.estimated_cost)
             job.save()
             pipeline.steps_create(job)
             audit_record(actor=actor, action="job.create", target=job,

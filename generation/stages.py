@@ -222,7 +222,7 @@ def run_review(*, job, step, inputs, provider, ctx):
 
 def run_passthrough(*, job, step, inputs, provider, ctx):
     """Protect and register until the rights stages land: record that nothing was done."""
-    source = next(iter(inputs.values()))
+    source = inputs.get((Stage.COMPOSE, 0)) or next(iter(inputs.values()))
     return _json_output(Result({"passthrough": True, "stage": step.stage, "source": source.content_hash}))
 
 

@@ -41,7 +41,6 @@ class Heartbeat(threading.Thread):
 
 def execute_next(queue: str, worker: str = WORKER_ID) -> str | None:
     """Claim and run the next fair step of `queue`; returns its id, or None when none was ready."""
-    close_old_connections()
     step = pipeline.step_claim_next(queue=queue, worker=worker)
     if step is None:
         return None
@@ -63,7 +62,6 @@ def sweep() -> dict:
     from generation.dispatch import deliveries_dispatch
     from generation.webhooks import webhook_due_deliveries
 
-    close_old_connections()
     requeued = pipeline.steps_requeue_expired()
     due = [str(i) for i in webhook_due_deliveries(timezone.now())]
     if due:
@@ -84,6 +82,8 @@ class Sweeper(threading.Thread):
                 sweep()
             except Exception:
                 logger.exception("sweep failed")
+            finally:
+                close_old_connections()
 
 
 def run_until_idle(queues=("cpu", "gpu", "llm", "rights", "chain"), limit: int = 10_000) -> int:

@@ -27,6 +27,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership
 from accounts.tenancy import ScopeError, dangerously_unscoped, tenant_models, tenant_scope
+from generation.models import Webhook
 from projects.models import Project
 
 # --- the objects of each organization ---------------------------------------------------------
@@ -42,6 +43,8 @@ class Objects:
     token: str
     api_key: ApiKey
     job: object = None
+    webhook: object = None
+    template: object = None
     identifying: list[str] = field(default_factory=list)
 
 
@@ -57,9 +60,23 @@ def populate(tenant, label: str) -> Objects:
         )
         memberships = list(Membership.objects.filter(organization=tenant.organization).select_related("user"))
         job = finished_job(tenant, project, label)
+        from projects.templates import template_create
+
+        template = template_create(organization=tenant.organization, name=f"{label} private template",
+                                   description=f"{label} template notes",
+                                   settings={"prompts": {"script": f"{label} house prompt"}},
+                                   actor=Actor(user=tenant.owner))
+        webhook = Webhook.objects.create(organization=tenant.organization, url=f"https://{tenant.slug}.example/hook",
+                                         events=["job.completed"], secret_encrypted="x")
     identifying = [
         str(job.id),
         job.topic,
+        str(webhook.id),
+        webhook.url,
+        str(template.id),
+        template.name,
+        template.description,
+        f"{label} house prompt",
         tenant.slug,
         tenant.organization.name,
         project.name,
@@ -73,7 +90,7 @@ def populate(tenant, label: str) -> Objects:
     ]
     for member in memberships:
         identifying += [str(member.id), member.user.email]
-    return Objects(project, membership, invitation, token, api_key, job, identifying)
+    return Objects(project, membership, invitation, token, api_key, job, webhook, template, identifying)
 
 
 def finished_job(tenant, project, label: str):
@@ -121,6 +138,9 @@ A_VALUE_FOR_KWARG: dict[str, Callable[[Objects], object]] = {
     "token": lambda a: a.token,
     "job_id": lambda a: a.job.id,
     "number": lambda a: 1,
+    "webhook_id": lambda a: a.webhook.id,
+    "template_id": lambda a: a.template.id,
+    "version": lambda a: 1,
 }
 
 # --- the URL walk ------------------------------------------------------------------------------
@@ -135,14 +155,17 @@ EXPECTED_ROUTES = {
     "api:project-list", "api:project-detail", "api:organization", "api:member-list", "api:member-detail",
     "api:invitation-list", "api:invitation-detail", "api:invitation-accept", "api:apikey-list",
     "api:apikey-detail", "api:audit-log", "accounts:dashboard", "accounts:invitation-accept", "api:job-list",
-    "api:job-detail", "api:job-video", "api:job-shot",
+    "api:job-detail", "api:job-video", "api:job-shot", "api:webhook-list", "api:webhook-detail",
+    "api:webhook-deliveries", "api:template-list", "api:template-detail", "api:template-version",
+    "api:template-duplicate",
     "projects:project-detail",
 }
 # Param-less routes that show tenant data to their own tenant: the leak check on them must be
 # able to fail, so A's own client has to see A's data there.
 TENANT_DATA_ROUTES = {
     "api:project-list", "api:organization", "api:member-list", "api:invitation-list", "api:apikey-list",
-    "api:audit-log", "accounts:dashboard", "api:job-list",
+    "api:audit-log", "accounts:dashboard", "api:job-list", "api:webhook-list",
+    "api:template-list",
 }
 WRITE_BODY = {
     "name": "Hijacked by B", "public_name": "Hijacked by B", "description": "hijacked", "role": "viewer",
@@ -231,6 +254,12 @@ def assert_a_untouched(tenant_a, a: Objects) -> None:
 
         job = Job.objects.get(pk=a.job.pk)
         assert (job.status, job.shot_edits) == ("completed", {})
+        from projects.models import Template
+
+        template = Template.objects.get(pk=a.template.pk)
+        assert (template.name, template.current_version) == (a.template.name, 1)
+        webhook = Webhook.objects.get(pk=a.webhook.pk)
+        assert (webhook.url, webhook.is_active) == (a.webhook.url, True)
         assert not Membership.objects.filter(user__email__endswith="@studio-b.test").exists()
         assert not AuditEntry.objects.filter(actor_email__endswith="@studio-b.test").exists()
 

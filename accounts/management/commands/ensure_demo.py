@@ -1,4 +1,5 @@
-"""Used by `make run`: on first run create a demo organization and owner and print the login."""
+"""Used by `make run`: the public template library, and on first run a demo organization and owner
+(printing the login)."""
 import secrets
 
 from django.conf import settings
@@ -14,8 +15,11 @@ class Command(BaseCommand):
     help = "Create the demo organization and its owner if no organization exists yet; print the login."
 
     def handle(self, *args, **options):
+        from projects.templates import ensure_public_library
+
+        ensure_public_library()
         login_file = settings.VAR_DIR / "demo-login.txt"
-        if Organization.objects.exists():
+        if Organization.objects.exclude(slug="platform").exists():
             if login_file.exists():
                 self.stdout.write(login_file.read_text().strip())
             return

@@ -1,0 +1,186 @@
+"""The pipeline driven in-process (workers are tested live in test_workers.py): completion, reuse
+by digest when one shot is edited or regenerated, fallback, cancel, retry, approval, fair share."""
+import itertools
+from decimal import Decimal
+
+import pytest
+
+from accounts.audit import Actor
+from accounts.tenancy import dangerously_unscoped, tenant_scope
+from generation import services
+from generation.models import Artifact, GenerationPolicy, Job, JobEvent, ProviderCredential, Step
+from generation.worker import run_until_idle
+
+SMALL = {"duration_s": 8, "resolution": "480p", "shots": 3}
+
+
+@pytest.fixture
+def run_commits(django_capture_on_commit_callbacks):
+    """Run commit callbacks (dispatch, advancing) as they would run after each real commit."""
+
+    def run(action):
+        with django_capture_on_commit_callbacks(execute=True):
+            return action()
+
+    return run
+
+
+_names = itertools.count(1)
+
+
+def start(tenant, run_commits, options=SMALL, **extra) -> Job:
+    project = tenant.project(f"Project {next(_names)}")
+    with tenant_scope(tenant.organization):
+        job, _ = run_commits(lambda: services.job_create(
+            organization=tenant.organization, actor=Actor(user=tenant.owner), project_id=project.pk,
+            topic="A lighthouse keeper restores the lamp before a storm", options=dict(options), **extra))
+    return job
+
+
+def drain(run_commits) -> int:
+    total = 0
+    while True:
+        ran = run_commits(run_until_idle)
+        total += ran
+        if not ran:
+            return total
+
+
+def runs_by_step(tenant, job) -> dict:
+    with tenant_scope(tenant.organization):
+        return {(s.stage, s.shot): s.runs for s in Step.objects.filter(job=job)}
+
+
+def reload(tenant, job) -> Job:
+    with tenant_scope(tenant.organization):
+        return Job.objects.get(pk=job.pk)
+
+
+def test_job_runs_to_completion_with_a_playable_video(tenant_a, run_commits):
+    job = start(tenant_a, run_commits)
+    drain(run_commits)
+    job = reload(tenant_a, job)
+    assert job.status == "completed", job.error
+    assert job.progress == 1.0 and job.progress_message == "Completed"
+    meta = job.output["metadata"]
+    assert meta["video_codec"] == "h264" and (meta["width"], meta["height"]) == (854, 480)
+    assert abs(meta["duration_s"] - 8) <= 0.8
+    assert all(runs == 1 for runs in runs_by_step(tenant_a, job).values())
+    with tenant_scope(tenant_a.organization):
+        types = list(JobEvent.objects.filter(job=job).values_list("type", flat=True))
+        assert all(check["ok"] for check in job.review)
+    assert types[0] == "status" and types[-1] == "completed" and types.count("step.finished") == 3 + 3 + 3 + 4
+
+
+def test_regenerating_one_of_eight_shots_reruns_only_that_shot_and_what_follows(tenant_a, run_commits):
+    job = start(tenant_a, run_commits, options={"duration_s": 8, "resolution": "480p", "shots": 8})
+    drain(run_commits)
+    before = runs_by_step(tenant_a, job)
+    with tenant_scope(tenant_a.organization):
+        run_commits(lambda: services.shot_regenerate(job=job, number=3, actor=Actor(user=tenant_a.owner)))
+    drain(run_commits)
+    after = runs_by_step(tenant_a, job)
+    rerun = sorted(key for key in after if after[key] != before[key])
+    assert rerun == [("clip", 3), ("compose", 0), ("frame", 3), ("protect", 0), ("register", 0), ("review", 0)]
+    assert reload(tenant_a, job).status == "completed"
+
+
+def test_editing_a_shot_reruns_only_that_shot_and_the_edit_is_kept(tenant_a, run_commits):
+    job = start(tenant_a, run_commits, options={"duration_s": 8, "resolution": "480p", "shots": 4})
+    drain(run_commits)
+    before = runs_by_step(tenant_a, job)
+    with tenant_scope(tenant_a.organization):
+        run_commits(lambda: services.shot_edit(job=job, number=2, actor=Actor(user=tenant_a.owner), changes={
+            "description": "A close view of the lamp's brass gears", "camera_movement": "zoom_in"}))
+    drain(run_commits)
+    after = runs_by_step(tenant_a, job)
+    assert sorted(k for k in after if after[k] != before[k]) == [
+        ("clip", 2), ("compose", 0), ("frame", 2), ("protect", 0), ("register", 0), ("review", 0)]
+    job = reload(tenant_a, job)
+    assert job.status == "completed" and job.shot_edits["2"]["camera_movement"] == "zoom_in"
+
+
+def test_failing_provider_falls_back_to_the_next_and_records_which_produced_it(tenant_a, run_commits, settings):
+    settings.STEP_RETRY_BACKOFF_S = 0
+    with tenant_scope(tenant_a.organization):
+        GenerationPolicy.objects.create(organization=tenant_a.organization, providers={"text": ["openai", "offline"]})
+        ProviderCredential.objects.create(organization=tenant_a.organization, provider="openai", settings={
+            "base_url": "http://127.0.0.1:9/v1", "model": "m", "timeout_s": 1, "max_attempts": 1, "backoff_s": 0})
+    job = start(tenant_a, run_commits)
+    drain(run_commits)
+    job = reload(tenant_a, job)
+    assert job.status == "completed", job.error
+    with tenant_scope(tenant_a.organization):
+        style = Step.objects.get(job=job, stage="style")
+        kinds = list(JobEvent.objects.filter(job=job).values_list("type", flat=True))
+    assert style.provider == "offline" and style.provider_index == 1 and "step.fallback" in kinds
+
+
+def test_cancel_stops_queued_steps_and_retry_resumes_at_the_unfinished_ones(tenant_a, run_commits):
+    job = start(tenant_a, run_commits)
+    # Run the first three steps, then cancel.
+    from generation.worker import execute_next
+
+    for _ in range(3):
+        run_commits(lambda: execute_next("cpu"))
+    with tenant_scope(tenant_a.organization):
+        run_commits(lambda: services.job_cancel(job=job, actor=Actor(user=tenant_a.owner)))
+    assert drain(run_commits) == 0
+    assert reload(tenant_a, job).status == "cancelled"
+    before = runs_by_step(tenant_a, job)
+    with tenant_scope(tenant_a.organization):
+        run_commits(lambda: services.job_retry(job=job, actor=Actor(user=tenant_a.owner)))
+    drain(run_commits)
+    after = runs_by_step(tenant_a, job)
+    assert reload(tenant_a, job).status == "completed"
+    assert [after[key] for key in [("style", 0), ("script", 0), ("storyboard", 0)]] == [1, 1, 1]
+    assert before[("style", 0)] == 1 and all(runs == 1 for runs in after.values())
+
+
+def test_template_asking_for_approval_waits_for_a_reviewer(tenant_a, run_commits):
+    from projects.templates import template_create
+
+    with tenant_scope(tenant_a.organization):
+        template = template_create(organization=tenant_a.organization, name="Needs approval", description="",
+                                   settings={**SMALL, "approval_required": True}, actor=Actor(user=tenant_a.owner))
+    job = start(tenant_a, run_commits, template_id=template.pk)
+    drain(run_commits)
+    job = reload(tenant_a, job)
+    assert job.status == "awaiting_approval" and job.template_snapshot["version"] == 1
+    reviewer = tenant_a.client("reviewer")
+    response = run_commits(lambda: reviewer.post(f"/api/v1/jobs/{job.pk}/approve"))
+    assert response.status_code == 200, response.json()
+    drain(run_commits)
+    assert reload(tenant_a, job).status == "completed"
+
+
+def test_fair_share_one_studios_many_jobs_do_not_starve_anothers_one_job(tenant_a, tenant_b, run_commits):
+    tiny = {"duration_s": 5, "resolution": "480p", "shots": 1}
+    a_jobs = [start(tenant_a, run_commits, options=tiny) for _ in range(4)]
+    b_job = start(tenant_b, run_commits, options=tiny)
+    finished_order = []
+    while True:
+        ran = run_commits(lambda: run_until_idle(limit=1))
+        if not ran:
+            break
+        with dangerously_unscoped():
+            for job in Job.objects.filter(status="completed").exclude(pk__in=finished_order):
+                finished_order.append(job.pk)
+    assert len(finished_order) == 5
+    # B's only job, submitted last, finishes before most of A's.
+    assert finished_order.index(b_job.pk) <= 1, finished_order
+    assert {j.pk for j in a_jobs} | {b_job.pk} == set(finished_order)
+
+
+def test_outputs_are_content_addressed_per_organization(tenant_a, tenant_b, run_commits):
+    job_a = start(tenant_a, run_commits)
+    drain(run_commits)
+    job_b = start(tenant_b, run_commits)
+    drain(run_commits)
+    with dangerously_unscoped():
+        a = set(Artifact.objects.filter(organization=tenant_a.organization).values_list("digest", flat=True))
+        b = set(Artifact.objects.filter(organization=tenant_b.organization).values_list("digest", flat=True))
+        reused_b = Step.objects.filter(job=job_b, reused=True).count()
+    # Same inputs give the same digests, but B computed its own: nothing is shared across tenants.
+    assert a == b and reused_b == 0
+    assert reload(tenant_a, job_a).cost == Decimal("0")
