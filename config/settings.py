@@ -202,15 +202,18 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if BROKER_URL.startswith("amqp"):
-    from kombu import Queue
+    from kombu import Exchange, Queue
 
-    CELERY_TASK_QUEUES = [Queue(name, routing_key=name, queue_arguments={"x-max-priority": 9})
+    CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="direct"), routing_key=name,
+                                queue_arguments={"x-max-priority": 9})
                           for name in ("cpu", "gpu", "llm", "rights", "chain")]
 # Seconds a worker's claim on a step lasts without renewal; a dead worker's step is requeued after it.
 STEP_LEASE_S = env_int("STEP_LEASE_S", 60)
 STEP_MAX_ATTEMPTS = env_int("STEP_MAX_ATTEMPTS", 3)
 STEP_RETRY_BACKOFF_S = env_int("STEP_RETRY_BACKOFF_S", 5)
 SWEEP_INTERVAL_S = env_int("SWEEP_INTERVAL_S", 10)
+# A queued step nobody claimed for this long gets a new wake-up message (lost messages heal).
+STEP_REDISPATCH_S = env_int("STEP_REDISPATCH_S", 30)
 # Frame and clip steps of one job queued or running at once.
 JOB_SHOT_CONCURRENCY = env_int("JOB_SHOT_CONCURRENCY", 4)
 # Webhook URLs resolving to private, loopback or link-local addresses are refused unless this is on.

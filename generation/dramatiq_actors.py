@@ -1,6 +1,9 @@
 """Dramatiq entry points (QUEUE_ENGINE=dramatiq), running the same worker code as Celery:
 
-    dramatiq generation.dramatiq_actors --queues cpu llm rights chain --processes 1 --threads 2
+    dramatiq generation.dramatiq_actors --queues dq-cpu dq-llm dq-rights dq-chain --processes 1 --threads 2
+
+Dramatiq's queues are named `dq-<queue>`: it declares queues with other arguments than Celery, so
+the two engines must not share queue names on one broker.
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ def _broker():
     if url.startswith("amqp"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+        # Kombu's `amqp://host//` means the vhost "/"; pika spells it `%2F`.
+        if url.endswith("//"):
+            url = url[:-1] + "%2F"
         return RabbitmqBroker(url=url)
     if url.startswith("redis"):
         from dramatiq.brokers.redis import RedisBroker
@@ -59,11 +65,18 @@ broker.add_middleware(ConnectionsMiddleware())
 dramatiq.set_broker(broker)
 
 
+QUEUE_PREFIX = "dq-"
+
+
+def queue_name(queue: str) -> str:
+    return f"{QUEUE_PREFIX}{queue}"
+
+
 def _make_step_actor(queue: str):
     def run_step(step_id: str, queue_name: str):
         worker.execute_next(queue_name)
 
-    return dramatiq.actor(run_step, actor_name=f"run_step_{queue}", queue_name=queue, max_retries=0,
+    return dramatiq.actor(run_step, actor_name=f"run_step_{queue}", queue_name=queue_name(queue), max_retries=0,
                           time_limit=3_600_000)
 
 
@@ -74,7 +87,7 @@ def actor_for(queue: str):
     return STEP_ACTORS[queue]
 
 
-@dramatiq.actor(queue_name="cpu", max_retries=0)
+@dramatiq.actor(queue_name=queue_name("cpu"), max_retries=0)
 def deliver_webhook_actor(delivery_id: str):
     from django.utils import timezone
 

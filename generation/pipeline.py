@@ -352,7 +352,8 @@ def step_renew_lease(*, step_id, worker: str) -> bool:
 
 
 def steps_requeue_expired() -> list[str]:
-    """Steps whose worker stopped renewing the lease go back to the queue (or fail when out of tries)."""
+    """Steps whose worker stopped renewing the lease go back to the queue (or fail when out of tries),
+    and queued steps nobody claimed for a while are woken again."""
     now = timezone.now()
     requeued = []
     with dangerously_unscoped():
@@ -367,6 +368,14 @@ def steps_requeue_expired() -> list[str]:
                     status=StepStatus.QUEUED, lease_owner="", lease_expires_at=None, queued_at=now):
                 logger.warning("step %s lease expired; queued again", step_id)
                 requeued.append(str(step_id))
+        # A queued step whose wake-up message was lost (broker outage, a message spent on another
+        # step) is woken again; extra wake-ups are harmless, since a claim takes only ready steps.
+        stale = Step.objects.filter(status=StepStatus.QUEUED, queued_at__lt=now - timedelta(
+            seconds=settings.STEP_REDISPATCH_S)).filter(Q(available_at__isnull=True) | Q(available_at__lte=now))
+        stale_ids = [str(step_id) for step_id in stale.values_list("id", flat=True)[:500]]
+        if stale_ids:
+            Step.objects.filter(pk__in=stale_ids, status=StepStatus.QUEUED).update(queued_at=now)
+            requeued += stale_ids
     if requeued:
         from generation.dispatch import steps_dispatch
 

@@ -43,14 +43,15 @@ def platform_env(**overrides) -> dict:
     env.update(database_env())
     env.update(VAR_DIR=str(settings.VAR_DIR), MEDIA_ROOT=str(settings.MEDIA_ROOT), SECRET_KEY=settings.SECRET_KEY,
                REDIS_URL=settings.REDIS_URL, BROKER_URL=settings.BROKER_URL, PYTHONUNBUFFERED="1",
-               STEP_LEASE_S="4", SWEEP_INTERVAL_S="1", STEP_RETRY_BACKOFF_S="1")
+               STEP_LEASE_S="4", SWEEP_INTERVAL_S="1", STEP_RETRY_BACKOFF_S="1", STEP_REDISPATCH_S="5")
     env.update({key: str(value) for key, value in overrides.items()})
     return env
 
 
 def worker_command(engine: str, queues: str = ALL_QUEUES) -> list[str]:
     if engine == "dramatiq":
-        return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues", *queues.split(","),
+        return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
+                *(f"dq-{queue}" for queue in queues.split(",")),
                 "--processes", "1", "--threads", "1"]
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "solo",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]

@@ -16,7 +16,8 @@ ALL_QUEUES = "cpu,gpu,llm,rights,chain"
 
 def worker_command(queues: str, concurrency: int) -> list[str]:
     if settings.QUEUE_ENGINE == "dramatiq":
-        return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues", *queues.split(","),
+        return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
+                *(f"dq-{queue}" for queue in queues.split(",")),
                 "--processes", "1", "--threads", str(concurrency)]
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "threads", "-c",
             str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
