@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: run test install requirements migrate check-deploy clean
+.PHONY: run test install install-gpu requirements migrate clean
 
 $(VENV)/.installed: requirements/dev.txt requirements/base.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: requirements/dev.txt requirements/base.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+## The GPU worker packages (torch, diffusers): GPU images, and CI for the diffusers tests on CPU.
+install-gpu: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/gpu.txt
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -42,6 +46,7 @@ test: install
 requirements: install
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o base.txt base.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o gpu.txt gpu.in
 
 clean:
 	rm -rf $(VENV) var

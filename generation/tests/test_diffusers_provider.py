@@ -7,6 +7,7 @@ The real GPU path runs only where CUDA is available, and is reported as skipped 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,16 @@ import pytest
 pytestmark = [pytest.mark.diffusers, pytest.mark.filterwarnings("ignore::FutureWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+try:
+    import diffusers
+    import imageio_ffmpeg
+    import torch
+    import transformers
+except ImportError as missing:
+    # CI installs requirements/gpu.txt and sets REQUIRE_GPU_DEPS=1: there a missing package fails the run.
+    if os.environ.get("REQUIRE_GPU_DEPS") == "1":
+        raise
+    pytest.skip(f"needs the GPU worker packages ({missing.name}): make install-gpu", allow_module_level=True)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -1,0 +1,156 @@
+"""Pipeline overhead and offline animatic time, measured against a baseline in the same run.
+
+    .venv/bin/python bench/pipeline.py [--jobs 5] [--workers-concurrency 2]
+
+Runs the embedded mode in a fresh temporary VAR_DIR: the real ASGI server and a real Celery worker
+(filesystem broker), driven over HTTP. Prints:
+  1. POST -> first step started (the platform's own latency before any provider runs), median/p95;
+  2. per step, the time beyond the provider's own (claim, inputs, commit, scheduling), median;
+  3. a 30 s, 8-shot, 720p offline animatic end to end through the platform, against the baseline:
+     the same providers and compose called directly in one process with no database or queue.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="bench-pipeline-")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL"):
+    os.environ.pop(name, None)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from accounts.tenancy import dangerously_unscoped  # noqa: E402
+from generation.models import Job, Step  # noqa: E402
+
+ANIMATIC = {"duration_s": 30, "resolution": "720p", "shots": 8}
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def baseline_animatic(work: Path) -> float:
+    """The same offline animatic with the providers and compose called directly: no platform."""
+    from generation import media
+    from generation.providers.base import StageContext
+    from generation.providers.offline import OfflineImage, OfflineText, OfflineVideo
+    from generation.styles import STYLE_CATALOGUE
+
+    started = time.perf_counter()
+    ctx = StageContext(organization_id=0, job_id="bench", options={**ANIMATIC, "aspect_ratio": "16:9"}, prompts={},
+                       work_dir=work)
+    text = OfflineText()
+    topic = "A glassblower shapes a blue vase at night"
+    style = text.style(topic=topic, catalogue=STYLE_CATALOGUE, ctx=ctx).value
+    script = text.script(topic=topic, style=style, duration_s=30, shots=8, ctx=ctx).value
+    shots = text.storyboard(script=script, style=style, shots=8, duration_s=30, ctx=ctx).value["shots"]
+    clips = []
+    for shot in shots:
+        frame = work / f"frame-{shot['number']}.png"
+        OfflineImage().frame(shot={**shot, "seed": 0}, style=style, out=frame, ctx=ctx)
+        clip = work / f"clip-{shot['number']}.mp4"
+        OfflineVideo().clip(shot={**shot, "seed": 0}, style=style, frame=frame, fps=24, out=clip, ctx=ctx)
+        clips.append(clip)
+    width, height = ctx.size
+    out = work / "video.mp4"
+    media.compose(clips, shots, out, width=width, height=height, fps=24)
+    media.thumbnail(out, work / "thumb.jpg")
+    media.review_checks(out, duration_s=30, width=width, height=height, audio_required=False)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=5, help="jobs timed for POST -> first step")
+    args = parser.parse_args()
+
+    from accounts import services as accounts_services
+    from accounts.audit import Actor
+    from accounts.models import User
+    from accounts.roles import SCOPES
+    from accounts.tenancy import tenant_scope
+    from generation.tests.live import live_platform
+    from projects.services import project_create
+
+    call_command("migrate", verbosity=0)
+    owner = User.objects.create_user(email="bench@bench.test", password=None)
+    organization = accounts_services.organization_create(name="Bench", slug="bench", owner=owner)
+    with tenant_scope(organization):
+        project = project_create(organization=organization, name="Bench", actor=Actor(user=owner))
+        _key, key = accounts_services.api_key_create(organization=organization, name="bench", scopes=list(SCOPES),
+                                                      actor=Actor(scopes=frozenset(SCOPES)))
+
+    work = Path(tempfile.mkdtemp(prefix="bench-work-"))
+    print(f"machine: {machine()}")
+    with live_platform(work, engine="celery", workers=0, STEP_LEASE_S="60") as live:
+        # The benchmark's worker: the same command `make run` starts (threads, concurrency 2).
+        from generation.management.commands.runplatform import worker_command
+
+        live.start("worker", worker_command("cpu,gpu,llm,rights,chain", 2))
+        time.sleep(3)
+        first_step = []
+        for index in range(args.jobs):
+            posted = time.time()
+            status, body = live.call("POST", "/api/v1/jobs", key, {
+                "project": str(project.pk), "topic": f"Bench topic {index}",
+                "options": {"duration_s": 5, "resolution": "480p", "shots": 1}})
+            assert status == 201, body
+
+            def started(job_id=body["id"]):
+                with dangerously_unscoped():
+                    return Step.objects.filter(job_id=job_id, stage="style").values_list(
+                        "started_at", flat=True).first()
+
+            first_step.append(live.wait_for(started, 60, "the first step", interval=0.01).timestamp() - posted)
+            live.job_when(key, body["id"], {"completed", "failed"}, timeout=120)
+
+        posted = time.perf_counter()
+        status, body = live.call("POST", "/api/v1/jobs", key, {
+            "project": str(project.pk), "topic": "A glassblower shapes a blue vase at night", "options": ANIMATIC})
+        job = live.job_when(key, body["id"], {"completed", "failed"}, timeout=600)
+        platform_s = time.perf_counter() - posted
+        assert job["status"] == "completed", job["error"]
+        with dangerously_unscoped():
+            steps = list(Step.objects.filter(job_id=body["id"]).values("stage", "provider_ms", "total_ms",
+                                                                        "queued_at", "started_at"))
+            job_row = Job.objects.get(pk=body["id"])
+    overhead = [max(0, s["total_ms"] - s["provider_ms"]) for s in steps]
+    waits = [(s["started_at"] - s["queued_at"]).total_seconds() * 1000 for s in steps if s["queued_at"]]
+    baseline_s = baseline_animatic(Path(tempfile.mkdtemp(prefix="bench-baseline-")))
+
+    print(f"\nPOST -> first step started ({args.jobs} jobs): median {statistics.median(first_step) * 1000:.0f} ms, "
+          f"p95 {percentile(first_step, 0.95) * 1000:.0f} ms   (target < 1000 ms)")
+    print(f"per step beyond the provider ({len(steps)} steps): median {statistics.median(overhead):.0f} ms, "
+          f"max {max(overhead):.0f} ms; ready -> started median {statistics.median(waits):.0f} ms")
+    print(f"30 s / 8-shot / 720p offline animatic: platform {platform_s:.1f} s end to end "
+          f"(job {(job_row.finished_at - job_row.created_at).total_seconds():.1f} s), "
+          f"direct baseline {baseline_s:.1f} s, ratio platform/direct {platform_s / baseline_s:.2f}   (target < 60 s)")
+    print(f"output: {job['output']['metadata']}")
+
+
+if __name__ == "__main__":
+    main()
