@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -43,6 +42,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
+from generation.media import ffmpeg_exe
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 
 log = logging.getLogger(__name__)
@@ -208,17 +208,6 @@ def encode_mp4(frames: Iterator[bytes], *, size: tuple[int, int], out_size: tupl
     stderr = process.stderr.read().decode(errors="replace")
     if process.wait() != 0:
         raise ProviderError(f"diffusers: ffmpeg failed ({process.returncode}): {stderr.strip()[-2000:]}")
-
-
-def ffmpeg_exe() -> str:
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-    except ImportError as exc:
-        raise ProviderError("diffusers: no ffmpeg on PATH and imageio-ffmpeg is not installed") from exc
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 # Pipelines stay loaded per (kind, path, device, dtype) for the life of the worker process.
