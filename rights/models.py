@@ -1,1 +1,0 @@
-"""Watermarks, fingerprints, credentials and the chain registry (the rights issue fills this in)."""

@@ -1,0 +1,7 @@
+"""Rights records: protected contents, their fingerprints, and their on-chain registrations."""
+from rights.models.content import Content, ContentKind, ContentSource
+from rights.models.fingerprints import Fingerprint
+from rights.models.registry import ChainState, Registration, RegistrationBatch, RegistrationStatus
+
+__all__ = ["Content", "ContentKind", "ContentSource", "Fingerprint", "ChainState", "Registration",
+           "RegistrationBatch", "RegistrationStatus"]

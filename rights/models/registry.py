@@ -1,0 +1,66 @@
+"""On-chain registrations through an outbox: each content's registration waits as `pending`, a batcher
+anchors pending ones as a Merkle root in one transaction, and each keeps its inclusion proof."""
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.tenancy import TenantModel
+
+
+class RegistrationStatus(models.TextChoices):
+    PENDING = "pending"
+    ANCHORED = "anchored"
+    CONFIRMED = "confirmed"
+    REVOKED = "revoked"
+
+
+class RegistrationBatch(models.Model):
+    """One anchoring transaction; spans organizations, so it is platform data (no tenant)."""
+
+    id = models.BigAutoField(primary_key=True)
+    merkle_root = models.CharField(max_length=66)
+    size = models.PositiveIntegerField(default=0)
+    chain_id = models.BigIntegerField(default=0)
+    contract = models.CharField(max_length=42, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
+    nonce = models.BigIntegerField(null=True, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    gas_used = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, default="building")  # building, sent, mined, confirmed, failed
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class Registration(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    content = models.OneToOneField("rights.Content", on_delete=models.CASCADE, related_name="registration")
+    leaf = models.CharField(max_length=66, help_text="keccak256 leaf: content id, sha256, owner")
+    status = models.CharField(max_length=16, choices=RegistrationStatus.choices, default=RegistrationStatus.PENDING,
+                              db_index=True)
+    batch = models.ForeignKey(RegistrationBatch, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="registrations")
+    proof = models.JSONField(default=list, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    confirmations = models.PositiveIntegerField(default=0)
+    revoked_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    anchored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class ChainState(models.Model):
+    """The signer's next nonce per chain, handed out under a row lock so workers never collide."""
+
+    chain_id = models.BigIntegerField(primary_key=True)
+    signer = models.CharField(max_length=42)
+    next_nonce = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
