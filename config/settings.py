@@ -293,6 +293,7 @@ API_RATE_LIMITS = {
     "organization": env("API_RATE_PER_ORG", "3000/min"),
     "user": env("API_RATE_PER_USER", "1200/min"),
     "anonymous": env("API_RATE_ANON", "120/min"),
+    "verify": env("API_RATE_VERIFY", "30/min"),
 }
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -331,6 +332,14 @@ SPECTACULAR_SETTINGS = {
 
 # How many reverse proxies in front of the web tier append to X-Forwarded-For (0: trust none).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# --- Rights ----------------------------------------------------------------------------------
+VERIFY_MAX_BYTES = env_int("VERIFY_MAX_BYTES", 200 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger uploads go to a temporary file
+# A fingerprint match: frames within this Hamming distance, and at least this fraction of frames.
+VERIFY_MAX_DISTANCE = env_int("VERIFY_MAX_DISTANCE", 8)
+VERIFY_MIN_FRACTION = float(env("VERIFY_MIN_FRACTION", "0.5"))
+RIGHTS_KEYS_DIR = Path(env("RIGHTS_KEYS_DIR", str(VAR_DIR / "keys")))
 
 # --- Security ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -16,6 +16,7 @@ api_patterns = [
     path("", include("generation.urls")),
     path("", include("generation.api_webhooks")),
     path("", include("projects.api_templates")),
+    path("", include("rights.api")),
     # Unknown API paths answer in the API's error shape, never with an HTML page.
     re_path(r"^.*$", json_error_view(404, "not_found", "No such endpoint."), name="unknown"),
 ]

@@ -45,6 +45,7 @@ class Objects:
     job: object = None
     webhook: object = None
     template: object = None
+    content: object = None
     identifying: list[str] = field(default_factory=list)
 
 
@@ -66,6 +67,11 @@ def populate(tenant, label: str) -> Objects:
                                    description=f"{label} template notes",
                                    settings={"prompts": {"script": f"{label} house prompt"}},
                                    actor=Actor(user=tenant.owner))
+        from rights.models import Content
+
+        content = Content.objects.create(organization=tenant.organization, content_id=f"{label[:4].upper()}2345",
+                                         kind="video", source="generated", job=job,
+                                         title=f"{label} private content title", sha256=label[0].lower() * 64)
         webhook = Webhook.objects.create(organization=tenant.organization, url=f"https://{tenant.slug}.example/hook",
                                          events=["job.completed"], secret_encrypted="x")
     identifying = [
@@ -90,7 +96,7 @@ def populate(tenant, label: str) -> Objects:
     ]
     for member in memberships:
         identifying += [str(member.id), member.user.email]
-    return Objects(project, membership, invitation, token, api_key, job, webhook, template, identifying)
+    return Objects(project, membership, invitation, token, api_key, job, webhook, template, content, identifying)
 
 
 def finished_job(tenant, project, label: str):
@@ -141,6 +147,7 @@ A_VALUE_FOR_KWARG: dict[str, Callable[[Objects], object]] = {
     "webhook_id": lambda a: a.webhook.id,
     "template_id": lambda a: a.template.id,
     "version": lambda a: 1,
+    "content_id": lambda a: a.content.content_id,
 }
 
 # --- the URL walk ------------------------------------------------------------------------------
@@ -292,8 +299,25 @@ def check_invitation_token_page(route: Route, client_b, tenant_a, tenant_b, a: O
     return failures
 
 
+def check_public_certificate(route: Route, client_b, tenant_a, tenant_b, a: Objects) -> list[str]:
+    """A content's certificate is public by design (anyone may ask who owns it): B gets it, but it
+    must name only the content id and the owner's public name and slug, nothing private of A's."""
+    failures = []
+    response = client_b.get(route.url({"content_id": a.content.content_id}))
+    if response.status_code != 200:
+        failures.append(f"certificate of A's content answered {response.status_code}")
+    private = [a.content.title, a.job.topic, a.project.name, str(a.job.id), str(a.project.id), tenant_a.owner.email]
+    if leaked := [marker for marker in private if marker in response.content.decode()]:
+        failures.append(f"the public certificate shows A's private {leaked}")
+    for method in ("POST", "PATCH", "DELETE"):
+        if request(client_b, method, route.url({"content_id": a.content.content_id}), api=True).status_code != 405:
+            failures.append(f"{method} on the certificate is not refused")
+    return failures
+
+
 SPECIAL_ROUTES: dict[str, Callable[..., list[str]]] = {
     "accounts:invitation-accept": check_invitation_token_page,
+    "api:certificate": check_public_certificate,
 }
 
 

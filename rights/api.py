@@ -1,0 +1,92 @@
+"""Public verification (`POST /api/v1/verify`) and the public certificate of a content id."""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import parsers
+from rest_framework.response import Response
+
+from accounts.api.base import PublicAPIView
+from accounts.api.permissions import PUBLIC
+from accounts.api.throttling import PlatformRateThrottle, _hit
+from accounts.audit import client_ip
+from config.errors import DomainError, NotFound
+from rights import verification
+
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class VerifyRateThrottle(PlatformRateThrottle):
+    """Verification decodes media: a tighter limit per address on top of the general one."""
+
+    def allow_request(self, request, view) -> bool:
+        self._wait = _hit("verify", client_ip(request) or "unknown", settings.API_RATE_LIMITS["verify"])
+        return self._wait == 0
+
+
+class VerifyView(PublicAPIView):
+    """Anyone: upload an image or video (multipart `file`) or give `{"sha256": ...}`; learn who
+    registered it, by which evidence, with the on-chain proof checked now."""
+
+    required_scopes = {"POST": PUBLIC}
+    parser_classes = [parsers.JSONParser, parsers.MultiPartParser]
+    throttle_classes = [VerifyRateThrottle]
+
+    @extend_schema(request={"application/json": OpenApiTypes.OBJECT, "multipart/form-data": OpenApiTypes.OBJECT},
+                   responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > settings.VERIFY_MAX_BYTES:
+            raise DomainError(f"Files over {settings.VERIFY_MAX_BYTES // (1024 * 1024)} MB cannot be verified.",
+                              code="payload_too_large", status=413)
+        if request.content_type.startswith("multipart/"):
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise DomainError("Send the file in a `file` field.", fields={"file": ["required"]})
+            if upload.size > settings.VERIFY_MAX_BYTES:
+                raise DomainError("The file is too large.", code="payload_too_large", status=413)
+            work = Path(tempfile.mkdtemp(prefix="verify-"))
+            try:
+                path = work / "upload"
+                with open(path, "wb") as out:
+                    for chunk in upload.chunks():
+                        out.write(chunk)
+                matches = verification.verify_file(path)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            data = request.data if isinstance(request.data, dict) else {}
+            sha256 = str(data.get("sha256", "")).strip()
+            if not SHA256.match(sha256):
+                raise DomainError("Give a file, or a SHA-256 as 64 hexadecimal characters.",
+                                  fields={"sha256": ["64 hexadecimal characters"]})
+            matches = verification.find_by_hash(sha256)
+        return Response({"verdict": "registered" if matches else "not_found",
+                         "matches": [verification.match_public(match) for match in matches]})
+
+
+class CertificateView(PublicAPIView):
+    """The public facts of one content id, as JSON (the portal renders the same as a page)."""
+
+    required_scopes = {"GET": PUBLIC}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, content_id: str):
+        contents = verification._contents_by_id(content_id=content_id[:16])
+        if not contents:
+            raise NotFound("No such content.")
+        return Response(verification.match_public(verification.Match(contents[0], "content_id", 1.0)))
+
+
+from django.urls import path  # noqa: E402
+
+urlpatterns = [
+    path("verify", VerifyView.as_view(), name="verify"),
+    path("certificates/<str:content_id>", CertificateView.as_view(), name="certificate"),
+]
