@@ -6,14 +6,26 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: run test install install-gpu requirements migrate clean
+.PHONY: run test install install-gpu install-anvil requirements migrate clean
+VYPER_VENV := .venv-vyper
+ANVIL := .tools/node_modules/.bin/anvil
 
 $(VENV)/.installed: requirements/dev.txt requirements/base.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+$(VYPER_VENV)/.installed: requirements/vyper.txt
+	$(PYTHON) -m venv $(VYPER_VENV)
+	$(VYPER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/vyper.txt
+	touch $@
+
+install: $(VENV)/.installed $(VYPER_VENV)/.installed
+
+## anvil, the EVM node the chain tests run against (from npm; skipped with a note when npm is missing).
+install-anvil:
+	@if command -v npm >/dev/null; then npm install --silent --no-save --no-audit --no-fund --prefix .tools @foundry-rs/anvil@1.7.1; \
+	else echo "npm not found: the anvil chain tests will be skipped"; fi
 
 ## The GPU worker packages (torch, diffusers): GPU images, and CI for the diffusers tests on CPU.
 install-gpu: install
@@ -33,11 +45,13 @@ run: migrate
 test: install
 	@echo "== test run 1: embedded mode (SQLite, local files, no external service) =="
 	VAR_DIR=$$(mktemp -d) PLATFORM_TEST_RUN=embedded DATABASE_URL= REDIS_URL= BROKER_URL= CHAIN_RPC_URL= \
+		VYPER_BIN=$(VYPER_VENV)/bin/vyper ANVIL_BIN=$$( [ -x $(ANVIL) ] && echo $(CURDIR)/$(ANVIL) || command -v anvil ) \
 		$(PY) -m pytest $(ARGS)
 	@if [ -n "$$TEST_DATABASE_URL$$TEST_REDIS_URL$$TEST_BROKER_URL" ]; then \
 		echo "== test run 2: production services (database=$${TEST_DATABASE_URL:-sqlite} redis=$${TEST_REDIS_URL:-none} broker=$${TEST_BROKER_URL:-embedded}) =="; \
 		VAR_DIR=$$(mktemp -d) PLATFORM_TEST_RUN=services DATABASE_URL="$$TEST_DATABASE_URL" REDIS_URL="$$TEST_REDIS_URL" \
-			BROKER_URL="$$TEST_BROKER_URL" $(PY) -m pytest $(ARGS); \
+			BROKER_URL="$$TEST_BROKER_URL" VYPER_BIN=$(VYPER_VENV)/bin/vyper \
+			ANVIL_BIN=$$( [ -x $(ANVIL) ] && echo $(CURDIR)/$(ANVIL) || command -v anvil ) $(PY) -m pytest $(ARGS); \
 	else \
 		echo "== test run 2 skipped: no production services configured (set TEST_DATABASE_URL, TEST_REDIS_URL, TEST_BROKER_URL; see README) =="; \
 	fi
@@ -47,6 +61,7 @@ requirements: install
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o base.txt base.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o gpu.txt gpu.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o vyper.txt vyper.in
 
 clean:
 	rm -rf $(VENV) var

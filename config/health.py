@@ -60,7 +60,12 @@ def check_storage() -> dict:
 
 def check_chain() -> dict:
     if not settings.CHAIN_RPC_URL:
-        return {"status": "not_configured"}
+        from rights.chain import chain_status
+
+        status = chain_status()
+        if not status.get("ok"):
+            raise RuntimeError("embedded chain unavailable")
+        return {"status": "ok", "backend": "embedded", "chain_id": status.get("chain_id")}
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
     request = urllib.request.Request(settings.CHAIN_RPC_URL, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=CHECK_TIMEOUT_S) as response:

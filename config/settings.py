@@ -231,7 +231,15 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Chain ---------------------------------------------------------------------------------
+# Empty: the embedded in-process EVM, journaled under CHAIN_DIR so its state survives restarts.
 CHAIN_RPC_URL = env("CHAIN_RPC_URL")
+CHAIN_DIR = Path(env("CHAIN_DIR", str(VAR_DIR / "chain")))
+CHAIN_CONTRACT = env("CHAIN_CONTRACT")  # the registry's address on CHAIN_RPC_URL (`manage.py deploy_registry`)
+CHAIN_KEYSTORE = env("CHAIN_KEYSTORE")  # signer keystore file; or CHAIN_SIGNER_KEY in the environment
+CHAIN_KEYSTORE_PASSWORD = env("CHAIN_KEYSTORE_PASSWORD")
+CHAIN_RPC_TIMEOUT = env_int("CHAIN_RPC_TIMEOUT", 10)
+REGISTRY_BATCH_SIZE = env_int("REGISTRY_BATCH_SIZE", 1000)
+REGISTRY_CONFIRMATIONS = env_int("REGISTRY_CONFIRMATIONS", 1)
 
 # --- Storage -------------------------------------------------------------------------------
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))

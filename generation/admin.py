@@ -30,10 +30,11 @@ class JobAdmin(AuditedAdmin):
     readonly_fields = ["organization", "project", "created_by", "created_by_key", "topic", "style", "options",
                        "template", "template_snapshot", "status", "progress", "progress_message", "idempotency_key",
                        "request_hash", "estimated_cost", "cost", "error", "output", "shot_edits", "review",
+                       "rights_hold",
                        "approved_by", "approved_at", "created_at", "started_at", "finished_at"]
     fields = ["priority", *readonly_fields]
     inlines = [StepInline]
-    actions = ["retry", "cancel"]
+    actions = ["retry", "cancel", "release_rights_hold"]
 
     @admin.display(description="topic")
     def topic_short(self, job):
@@ -52,6 +53,10 @@ class JobAdmin(AuditedAdmin):
     @admin.action(description="Retry the selected failed or cancelled jobs")
     def retry(self, request, queryset):
         self._each(request, queryset, services.job_retry, "Retried")
+
+    @admin.action(description="Release the infringement hold: register the selected jobs' content anyway")
+    def release_rights_hold(self, request, queryset):
+        self._each(request, queryset, services.job_rights_release, "Released")
 
     @admin.action(description="Cancel the selected jobs")
     def cancel(self, request, queryset):

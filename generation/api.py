@@ -84,8 +84,10 @@ class JobOut(serializers.ModelSerializer):
         return [step_summary(step) for step in job.steps.all()]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
-    def get_rights(self, job: Job) -> None:
-        return None  # filled by the rights stages
+    def get_rights(self, job: Job) -> dict | None:
+        from rights.selectors import content_rights
+
+        return content_rights(job=job, request=self.context["request"])
 
 
 class JobListView(mixins.ListModelMixin, OrganizationAPIView):

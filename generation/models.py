@@ -121,6 +121,8 @@ class Job(TenantModel):
     output = models.JSONField(default=dict, blank=True, help_text="video and thumbnail artifact ids, metadata")
     shot_edits = models.JSONField(default=dict, blank=True, help_text="Edits of storyboard shots by number")
     review = models.JSONField(default=list, blank=True, help_text="Automatic review checks")
+    rights_hold = models.JSONField(default=dict, blank=True, help_text="Possible infringement found before "
+                                   "registering: the matches, and when an operator cleared them")
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)

@@ -205,6 +205,8 @@ def job_advance(job_id, organization_id: int) -> Advance:
                     "approval_required"
                 ) and job.approved_at is None:
                     continue
+                if step.stage == Stage.REGISTER and rights_on_hold(job):
+                    continue
                 inputs = {(dep.stage, dep.shot): dep.artifact for dep in deps}
                 digest = step_digest(job, step, inputs)
                 existing = Artifact.objects.filter(digest=digest).first()
@@ -252,6 +254,8 @@ def _job_refresh_state(job: Job, steps: dict[tuple, Step]) -> None:
         if head.stage == Stage.PROTECT and head.status == StepStatus.BLOCKED and job.approved_at is None and \
                 job.template_snapshot.get("settings", {}).get("approval_required"):
             status = JobStatus.AWAITING_APPROVAL
+        if head.stage == Stage.REGISTER and head.status == StepStatus.BLOCKED and rights_on_hold(job):
+            status = JobStatus.AWAITING_APPROVAL
         message = progress_message(job, head, steps)
     fields = []
     if status != job.status:
@@ -289,6 +293,9 @@ def progress_message(job: Job, head: Step, steps: dict) -> str:
         return f"Generating {noun} {min(done + 1, total)} of {total}"
     if head.status == StepStatus.BLOCKED and head.stage == Stage.PROTECT:
         return "Waiting for approval"
+    if head.status == StepStatus.BLOCKED and head.stage == Stage.REGISTER and rights_on_hold(job):
+        owners = ", ".join(sorted({m["owner"] for m in job.rights_hold.get("matches", [])}))
+        return f"Possible infringement of content registered by {owners}: waiting for an administrator"
     return STAGE_VERB[head.stage]
 
 
@@ -297,6 +304,10 @@ def job_output(job: Job, steps: dict) -> dict:
     data = (compose.data or {}) if compose else {}
     return {"video_artifact": str(compose.pk) if compose else None,
             "thumbnail_artifact": data.get("thumbnail_artifact"), "metadata": data.get("metadata", {})}
+
+
+def rights_on_hold(job: Job) -> bool:
+    return bool(job.rights_hold.get("matches")) and not job.rights_hold.get("cleared_at")
 
 
 def step_summary(step: Step) -> dict:

@@ -256,3 +256,18 @@ def job_approve(*, job: Job, actor: Actor) -> Job:
     events.job_event(job, "approved", {"by": job.approved_by.email if job.approved_by else None})
     transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
     return job
+
+
+@transaction.atomic
+def job_rights_release(*, job: Job, actor: Actor, note: str = "") -> Job:
+    """An operator decided a possible infringement is not one: registration goes ahead."""
+    job = _locked(job)
+    if not pipeline.rights_on_hold(job):
+        raise Conflict("The job has no infringement hold.", code="no_rights_hold")
+    job.rights_hold = {**job.rights_hold, "cleared_at": timezone.now().isoformat(), "note": note[:500],
+                       "cleared_by": actor.user.email if actor.user and actor.user.is_authenticated else ""}
+    job.save(update_fields=["rights_hold"])
+    audit_record(actor=actor, action="job.rights_release", target=job, after={"note": note[:500]})
+    events.job_event(job, "rights.released", {"by": job.rights_hold["cleared_by"]})
+    transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+    return job

@@ -220,10 +220,40 @@ def run_review(*, job, step, inputs, provider, ctx):
     return _json_output(Result({"checks": checks}))
 
 
-def run_passthrough(*, job, step, inputs, provider, ctx):
-    """Protect and register until the rights stages land: record that nothing was done."""
-    source = inputs.get((Stage.COMPOSE, 0)) or next(iter(inputs.values()))
-    return _json_output(Result({"passthrough": True, "stage": step.stage, "source": source.content_hash}))
+def run_protect(*, job, step, inputs, provider, ctx):
+    """Watermark every frame, sign the content credential, fingerprint; look for infringement."""
+    from rights.models import Content
+    from rights.services import content_protect, infringement_matches
+
+    video_artifact = inputs[(Stage.COMPOSE, 0)]
+    existing = Content.objects.filter(job=job, original_sha256=video_artifact.content_hash).first()
+    if existing is None:  # a rerun after a crash finds the content it already made
+        source = _local_copy(video_artifact, ctx.work_dir, "video.mp4")
+        protected = content_protect(
+            organization=job.organization, source=source, kind="video", origin="generated", work_dir=ctx.work_dir,
+            title=job.topic, job=job, user=job.created_by,
+            ingredients=[{"title": f"{stage} of job {job.pk}", "sha256": inputs[key].content_hash}
+                         for key, stage in (((Stage.COMPOSE, 0), "composed video"),) if key in inputs])
+        content, matches = protected.content, protected.infringements
+    else:
+        content = existing
+        matches = infringement_matches(organization_id=job.organization_id,
+                                       hashes=list(content.fingerprints.values_list("phash", flat=True)))
+    if matches and not job.rights_hold.get("cleared_at"):
+        Job.objects.filter(pk=job.pk).update(rights_hold={"matches": matches})
+    return _json_output(Result({"content": str(content.pk), "content_id": content.content_id,
+                                "sha256": content.sha256, "infringements": matches}))
+
+
+def run_register(*, job, step, inputs, provider, ctx):
+    """Put the content in the registration outbox; the batcher anchors it on chain shortly after."""
+    from rights.models import Content
+    from rights.registry import registration_enqueue
+
+    content = Content.objects.get(pk=inputs[(Stage.PROTECT, 0)].data["content"])
+    registration = registration_enqueue(content=content)
+    return _json_output(Result({"content_id": content.content_id, "registration": str(registration.pk),
+                                "leaf": registration.leaf}))
 
 
 STAGE_RUNNERS = {
@@ -234,6 +264,6 @@ STAGE_RUNNERS = {
     Stage.CLIP: run_clip,
     Stage.COMPOSE: run_compose,
     Stage.REVIEW: run_review,
-    Stage.PROTECT: run_passthrough,
-    Stage.REGISTER: run_passthrough,
+    Stage.PROTECT: run_protect,
+    Stage.REGISTER: run_register,
 }

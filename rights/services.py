@@ -38,7 +38,7 @@ def infringement_matches(*, organization_id: int, hashes: list[int]) -> list[dic
     for match in fingerprint_search(hashes, max_distance=settings.VERIFY_MAX_DISTANCE):
         if match["organization_id"] == organization_id or match["matched_fraction"] < settings.VERIFY_MIN_FRACTION:
             continue
-        for content in _contents_by_id(pk=match["content"]):
+        for content in _contents_by_id(pk=match["content_id"]):
             found.append({"content_id": content.content_id, "owner": content.organization.public_name,
                           "matched_fraction": match["matched_fraction"], "best_distance": match["best_distance"]})
     return found

@@ -130,7 +130,7 @@ def find_by_fingerprint(path: Path) -> list[Match]:
     for found in fingerprint_search(hashes, max_distance=settings.VERIFY_MAX_DISTANCE):
         if found["matched_fraction"] < settings.VERIFY_MIN_FRACTION:
             continue
-        for content in _contents_by_id(pk=found["content"]):
+        for content in _contents_by_id(pk=found["content_id"]):
             confidence = found["matched_fraction"] * (1 - found["best_distance"] / 64)
             matches.append(Match(content, "fingerprint", round(confidence, 3)))
     return matches

@@ -28,12 +28,13 @@ def run_commits(django_capture_on_commit_callbacks):
 _names = itertools.count(1)
 
 
-def start(tenant, run_commits, options=SMALL, **extra) -> Job:
+def start(tenant, run_commits, options=SMALL, topic="A lighthouse keeper restores the lamp before a storm",
+          **extra) -> Job:
     project = tenant.project(f"Project {next(_names)}")
     with tenant_scope(tenant.organization):
         job, _ = run_commits(lambda: services.job_create(
             organization=tenant.organization, actor=Actor(user=tenant.owner), project_id=project.pk,
-            topic="A lighthouse keeper restores the lamp before a storm", options=dict(options), **extra))
+            topic=topic, options=dict(options), **extra))
     return job
 
 
@@ -157,7 +158,7 @@ def test_template_asking_for_approval_waits_for_a_reviewer(tenant_a, run_commits
 def test_fair_share_one_studios_many_jobs_do_not_starve_anothers_one_job(tenant_a, tenant_b, run_commits):
     tiny = {"duration_s": 5, "resolution": "480p", "shots": 1}
     a_jobs = [start(tenant_a, run_commits, options=tiny) for _ in range(4)]
-    b_job = start(tenant_b, run_commits, options=tiny)
+    b_job = start(tenant_b, run_commits, options=tiny, topic="Desert caravans crossing dunes under stars")
     finished_order = []
     while True:
         ran = run_commits(lambda: run_until_idle(limit=1))
@@ -172,7 +173,7 @@ def test_fair_share_one_studios_many_jobs_do_not_starve_anothers_one_job(tenant_
     assert {j.pk for j in a_jobs} | {b_job.pk} == set(finished_order)
 
 
-def test_outputs_are_content_addressed_per_organization(tenant_a, tenant_b, run_commits):
+def test_same_video_from_another_studio_is_held_for_an_admin_then_released(tenant_a, tenant_b, run_commits):
     job_a = start(tenant_a, run_commits)
     drain(run_commits)
     job_b = start(tenant_b, run_commits)
@@ -182,5 +183,16 @@ def test_outputs_are_content_addressed_per_organization(tenant_a, tenant_b, run_
         b = set(Artifact.objects.filter(organization=tenant_b.organization).values_list("digest", flat=True))
         reused_b = Step.objects.filter(job=job_b, reused=True).count()
     # Same inputs give the same digests, but B computed its own: nothing is shared across tenants.
-    assert a == b and reused_b == 0
-    assert reload(tenant_a, job_a).cost == Decimal("0")
+    assert len(a - b) == 1 and reused_b == 0  # all but the registration, which waits below
+    assert reload(tenant_a, job_a).status == "completed" and reload(tenant_a, job_a).cost == Decimal("0")
+    # B's identical video matches A's registered content: registration waits for an administrator.
+    held = reload(tenant_b, job_b)
+    assert held.status == "awaiting_approval" and "Studio STUDIO-A" in held.progress_message
+    assert held.rights_hold["matches"][0]["matched_fraction"] >= 0.5
+    from accounts.models import User
+
+    operator = User.objects.create_superuser(email="ops@platform.test", password=None)
+    with tenant_scope(tenant_b.organization):
+        run_commits(lambda: services.job_rights_release(job=held, actor=Actor(user=operator), note="licensed"))
+    drain(run_commits)
+    assert reload(tenant_b, job_b).status == "completed"

@@ -15,8 +15,22 @@ class RegistrationStatus(models.TextChoices):
     REVOKED = "revoked"
 
 
+class BatchKind(models.TextChoices):
+    ANCHOR = "anchor"  # anchor(root, count) for a batch of registrations
+    REVOKE = "revoke"  # revoke(leaf, reason) for one registration
+
+
+class BatchStatus(models.TextChoices):
+    SIGNED = "signed"  # nonce allocated and transaction signed; not yet accepted by a node (retried)
+    SENT = "sent"  # accepted by a node, not mined yet
+    MINED = "mined"  # in a block, fewer confirmations than asked for
+    CONFIRMED = "confirmed"
+    FAILED = "failed"  # dropped or reverted; its registrations went back to pending
+
+
 class RegistrationBatch(models.Model):
-    """One anchoring transaction; spans organizations, so it is platform data (no tenant)."""
+    """One registry transaction (usually an anchoring); spans organizations, so it is platform data
+    (no tenant). The signed bytes are kept so that a send lost to an outage is repeated exactly."""
 
     id = models.BigAutoField(primary_key=True)
     merkle_root = models.CharField(max_length=66)
@@ -27,7 +41,10 @@ class RegistrationBatch(models.Model):
     nonce = models.BigIntegerField(null=True, blank=True)
     block_number = models.BigIntegerField(null=True, blank=True)
     gas_used = models.BigIntegerField(null=True, blank=True)
-    status = models.CharField(max_length=16, default="building")  # building, sent, mined, confirmed, failed
+    kind = models.CharField(max_length=8, choices=BatchKind.choices, default=BatchKind.ANCHOR)
+    raw_tx = models.TextField(blank=True, help_text="The signed transaction, 0x-hex")
+    attempts = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.SIGNED, db_index=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -35,6 +52,7 @@ class RegistrationBatch(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["chain_id", "nonce"], name="one_transaction_per_nonce")]
 
 
 class Registration(TenantModel):
@@ -50,6 +68,9 @@ class Registration(TenantModel):
     block_number = models.BigIntegerField(null=True, blank=True)
     confirmations = models.PositiveIntegerField(default=0)
     revoked_reason = models.CharField(max_length=200, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation = models.ForeignKey(RegistrationBatch, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="revocations")
     created_at = models.DateTimeField(default=timezone.now)
     anchored_at = models.DateTimeField(null=True, blank=True)
 
