@@ -218,11 +218,11 @@ class JobFileView(JobView):
     @extend_schema(responses={(200, "video/mp4"): OpenApiTypes.BINARY, (206, "video/mp4"): OpenApiTypes.BINARY})
     def get(self, request, job_id, number: int = 0):
         job = self.job(job_id)
-        artifact = selectors.job_artifact(job, self.kind, number)
-        if artifact is None or not artifact.file:
+        field_file = selectors.job_file(job, self.kind, number)
+        if field_file is None:
             raise NotFound(f"The job has no {self.kind} yet.")
         extension = {"video": "mp4", "thumbnail": "jpg", "frame": "png"}[self.kind]
-        return file_response(request, artifact.file, content_type=self.content_type,
+        return file_response(request, field_file, content_type=self.content_type,
                              filename=f"{job.pk}-{self.kind}{number or ''}.{extension}")
 
 

@@ -36,8 +36,22 @@ def job_shots(job: Job) -> list[dict]:
     return shots
 
 
+def job_file(job: Job, kind: str, shot: int = 0):
+    """The file behind a job's download: the protected video once the rights stages made it (the
+    watermarked, signed file is what leaves the platform), else the composed one; the thumbnail; a
+    shot's first frame. None when there is none yet."""
+    if kind == "video":
+        from rights.models import Content
+
+        content = Content.objects.filter(job=job).exclude(protected="").order_by("-created_at").first()
+        if content is not None:
+            return content.protected
+    artifact = job_artifact(job, kind, shot)
+    return artifact.file if artifact is not None and artifact.file else None
+
+
 def job_artifact(job: Job, kind: str, shot: int = 0) -> Artifact | None:
-    """The finished video, its thumbnail, or a shot's first frame."""
+    """The composed video, its thumbnail, or a shot's first frame."""
     if kind == "video":
         artifact_id = job.output.get("video_artifact")
     elif kind == "thumbnail":
