@@ -26,6 +26,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("projects.urls")),
+    path("", include("rights.urls")),
 ]
 
 handler404 = "config.views.not_found"

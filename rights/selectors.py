@@ -14,7 +14,7 @@ def content_rights(*, job=None, content: Content | None = None, request=None) ->
     from rights.verification import registration_public
 
     registration = getattr(content, "registration", None)
-    certificate = f"/certificates/{content.content_id}"
+    certificate = f"/certificates/{content.content_id}/"
     return {
         "content_id": content.content_id,
         "sha256": content.sha256,
