@@ -90,3 +90,85 @@ urlpatterns = [
     path("verify", VerifyView.as_view(), name="verify"),
     path("certificates/<str:content_id>", CertificateView.as_view(), name="certificate"),
 ]
+
+
+# --- uploads of existing assets (members, scoped) ------------------------------------------------
+
+from rest_framework import mixins, serializers, status  # noqa: E402
+
+from accounts.api.base import OrganizationAPIView  # noqa: E402
+from rights.models import Content  # noqa: E402
+
+
+class AssetOut(serializers.ModelSerializer):
+    rights = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Content
+        fields = ["id", "content_id", "kind", "source", "title", "mime_type", "width", "height", "duration_s",
+                  "created_at", "rights"]
+
+    def get_rights(self, content) -> dict:
+        from rights.selectors import content_rights
+
+        return content_rights(content=content, request=self.context.get("request"))
+
+
+class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
+    """Protect and register an existing image or video (multipart `file`, optional `title`)."""
+
+    required_scopes = {"GET": "rights:read", "POST": "rights:register"}
+    serializer_class = AssetOut
+    parser_classes = [parsers.MultiPartParser]
+
+    def get_queryset(self):
+        return Content.objects.select_related("registration", "registration__batch").order_by("-created_at")
+
+    def get(self, request):
+        return self.list(request)
+
+    @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses={201: AssetOut})
+    def post(self, request):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise DomainError("Send the file in a `file` field.", fields={"file": ["required"]})
+        if upload.size > settings.VERIFY_MAX_BYTES:
+            raise DomainError("The file is too large.", code="payload_too_large", status=413)
+        from rights.registry import registration_enqueue
+        from rights.services import content_protect
+
+        work = Path(tempfile.mkdtemp(prefix="asset-"))
+        try:
+            path = work / "upload"
+            with open(path, "wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+            mime = verification.check_upload(path)
+            protected = content_protect(
+                organization=request.organization, source=path, kind="video" if mime == verification.MP4 else "image",
+                origin="upload", work_dir=work, title=str(request.data.get("title", upload.name))[:200],
+                user=request.user if request.user.is_authenticated else None)
+            registration_enqueue(content=protected.content)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        content = self.get_queryset().get(pk=protected.content.pk)
+        body = AssetOut(content, context={"request": request}).data
+        body["infringements"] = protected.infringements
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class AssetDetailView(OrganizationAPIView):
+    required_scopes = {"GET": "rights:read"}
+    serializer_class = AssetOut
+
+    def get(self, request, asset_id):
+        content = Content.objects.select_related("registration", "registration__batch").filter(pk=asset_id).first()
+        if content is None:
+            raise NotFound("No such asset.")
+        return Response(AssetOut(content, context={"request": request}).data)
+
+
+urlpatterns += [
+    path("assets", AssetListView.as_view(), name="asset-list"),
+    path("assets/<uuid:asset_id>", AssetDetailView.as_view(), name="asset-detail"),
+]

@@ -148,6 +148,7 @@ A_VALUE_FOR_KWARG: dict[str, Callable[[Objects], object]] = {
     "template_id": lambda a: a.template.id,
     "version": lambda a: 1,
     "content_id": lambda a: a.content.content_id,
+    "asset_id": lambda a: a.content.id,
 }
 
 # --- the URL walk ------------------------------------------------------------------------------
