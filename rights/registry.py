@@ -259,9 +259,29 @@ def _batch_mined(batch: RegistrationBatch, *, receipt: dict, depth: int, confirm
         registrations.filter(anchored_at__isnull=True).update(anchored_at=now)
         live = registrations.exclude(status=RegistrationStatus.REVOKED)
         if done:
-            return live.exclude(status=RegistrationStatus.CONFIRMED).update(status=RegistrationStatus.CONFIRMED)
+            newly = list(live.exclude(status=RegistrationStatus.CONFIRMED).select_related("content"))
+            count = live.exclude(status=RegistrationStatus.CONFIRMED).update(status=RegistrationStatus.CONFIRMED)
+            _registered_webhooks(newly, batch=batch, block_number=receipt["blockNumber"])
+            return count
         live.filter(status=RegistrationStatus.PENDING).update(status=RegistrationStatus.ANCHORED)
         return 0
+
+
+def _registered_webhooks(registrations: list, *, batch, block_number: int) -> None:
+    """`content.registered` to each owner's webhooks, sent after the commit."""
+    from generation.dispatch import deliveries_dispatch
+    from generation.webhooks import webhook_event_emit
+
+    ids = []
+    for registration in registrations:
+        ids += webhook_event_emit(organization_id=registration.organization_id, event="content.registered", payload={
+            "content_id": registration.content.content_id, "sha256": registration.content.sha256,
+            "job": str(registration.content.job_id) if registration.content.job_id else None,
+            "registration": {"chain_id": batch.chain_id, "contract": batch.contract, "tx_hash": batch.tx_hash,
+                             "block_number": block_number, "merkle_root": batch.merkle_root,
+                             "proof": registration.proof}})
+    if ids:
+        deliveries_dispatch([str(delivery_id) for delivery_id in ids])
 
 
 def registration_revoke(*, registration: Registration, reason: str, actor: Actor) -> Registration:

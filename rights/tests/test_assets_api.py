@@ -27,3 +27,25 @@ def test_upload_protects_and_registers_an_image(tenant_a, tenant_b, tmp_path):
     assert refused.status_code == 403
     bad = producer.post("/api/v1/assets", {"file": io.BytesIO(b"not media")}, format="multipart")
     assert bad.status_code == 415
+
+
+def test_confirmed_registration_emits_content_registered(tenant_a, tmp_path, settings):
+    from accounts.audit import Actor
+    from accounts.tenancy import tenant_scope
+    from generation.models import WebhookDelivery
+    from generation.webhooks import webhook_create
+
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    with tenant_scope(tenant_a.organization):
+        webhook_create(organization=tenant_a.organization, url="http://127.0.0.1:9/hook",
+                       events=["content.registered"], actor=Actor(user=tenant_a.owner))
+    png = tmp_path / "still.png"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "mandelbrot=size=320x240",
+                    "-frames:v", "1", str(png)], check=True)
+    with open(png, "rb") as handle:
+        content_id = tenant_a.client("producer").post("/api/v1/assets", {"file": handle},
+                                                      format="multipart").json()["content_id"]
+    registrations_anchor()
+    with tenant_scope(tenant_a.organization):
+        delivery = WebhookDelivery.objects.get(event="content.registered")
+    assert delivery.payload["content_id"] == content_id and delivery.payload["registration"]["tx_hash"]
