@@ -7,11 +7,23 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from accounts.middleware import active_membership
 
 
+class SafeJsonConsumer(AsyncJsonWebsocketConsumer):
+    """Refuses messages nesting too deeply before decoding them (see config.api.json_depth_exceeds)."""
+
+    @classmethod
+    async def decode_json(cls, text_data):
+        from config.api import json_depth_exceeds
+
+        if len(text_data) > 65536 or json_depth_exceeds(text_data.encode()):
+            return {}
+        return await super().decode_json(text_data)
+
+
 def organization_group(organization_id: int) -> str:
     return f"org.{organization_id}"
 
 
-class OrganizationEventsConsumer(AsyncJsonWebsocketConsumer):
+class OrganizationEventsConsumer(SafeJsonConsumer):
     """`/ws/events`: events of the session's active organization, and nothing of any other."""
 
     async def connect(self):

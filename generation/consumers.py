@@ -10,8 +10,8 @@ import asyncio
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.consumers import SafeJsonConsumer
 from accounts.middleware import active_membership
 from accounts.tenancy import tenant_scope
 from generation.events import job_group
@@ -20,7 +20,7 @@ from generation.models import Job, JobEvent
 POLL_S = 1.0
 
 
-class JobEventsConsumer(AsyncJsonWebsocketConsumer):
+class JobEventsConsumer(SafeJsonConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

@@ -16,6 +16,7 @@ from accounts.api.base import PublicAPIView
 from accounts.api.permissions import PUBLIC
 from accounts.api.throttling import PlatformRateThrottle, _hit
 from accounts.audit import client_ip
+from config.api import JSONParser
 from config.errors import DomainError, NotFound
 from rights import verification
 
@@ -35,7 +36,7 @@ class VerifyView(PublicAPIView):
     registered it, by which evidence, with the on-chain proof checked now."""
 
     required_scopes = {"POST": PUBLIC}
-    parser_classes = [parsers.JSONParser, parsers.MultiPartParser]
+    parser_classes = [JSONParser, parsers.MultiPartParser]
     throttle_classes = [VerifyRateThrottle]
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT, "multipart/form-data": OpenApiTypes.OBJECT},

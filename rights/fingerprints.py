@@ -20,7 +20,7 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from PIL import Image
 
@@ -228,6 +228,9 @@ def fingerprint_search(hashes: list[int], *, max_distance: int = 8, min_fraction
     queries = _query_sample(hashes)
     if not queries:
         return []
+    if connection.vendor == "postgresql":
+        return _rank(_postgres_matches(queries, max_distance=max_distance), len(queries), min_fraction=min_fraction,
+                     limit_contents=limit_contents)
     probes_per_hash = sum(sum(comb(BAND_BITS, k) for k in range(radius + 1)) for radius in band_radii(max_distance))
     with dangerously_unscoped():
         found = []
@@ -256,9 +259,14 @@ def fingerprint_search(hashes: list[int], *, max_distance: int = 8, min_fraction
             match = matches.setdefault(content_id, {"organization_id": organization_id, "frames": set(), "best": 64})
             match["frames"].update(frames)
             match["best"] = min(match["best"], best)
+    return _rank(matches, len(queries), min_fraction=min_fraction, limit_contents=limit_contents)
+
+
+def _rank(matches: dict, query_count: int, *, min_fraction: float, limit_contents: int) -> list[dict]:
+    """The results from {content_id: {"organization_id", "frames" (query indexes), "best"}}."""
     results = []
     for content_id, match in matches.items():
-        fraction = len(match["frames"]) / len(queries)
+        fraction = len(match["frames"]) / query_count
         if fraction >= min_fraction:
             results.append({
                 "content_id": content_id, "organization_id": match["organization_id"],
@@ -267,3 +275,72 @@ def fingerprint_search(hashes: list[int], *, max_distance: int = 8, min_fraction
             })
     results.sort(key=lambda result: (-result["matched_fraction"], result["best_distance"], str(result["content_id"])))
     return results[:limit_contents]
+
+
+# --- search on PostgreSQL -------------------------------------------------------------------------
+# One statement per search. The probed band values go in as int arrays (`band_i = ANY(%s)`, one index-only
+# scan per band, joined with UNION ALL), the exact distance is checked in SQL (bit_count over a bit(64)
+# cast of the xor), and only the hashes that matched are looked up again, one band0 index probe each, for
+# their contents. A LATERAL subquery with OFFSET 0 keeps that last lookup a parametrized index scan, and
+# its band0 value is computed beforehand (in the materialized CTE): an expression there (a cast that can
+# fail is not leakproof) would not be allowed into the index condition under row level security. With
+# several query hashes each candidate is joined back to the probes that found it (band, value -> query
+# hash), so it is compared only with those query hashes rather than with all of them.
+
+_PG_TABLE = Fingerprint._meta.db_table
+_PG_OWNERS = f"""
+SELECT m.h, m.d, f.content_id, f.organization_id FROM m CROSS JOIN LATERAL (
+    SELECT content_id, organization_id FROM {_PG_TABLE} WHERE band0 = m.b0 AND phash = m.phash OFFSET 0) f"""
+
+
+def postgres_search_sql(hashes: list[int], *, max_distance: int) -> tuple[str, dict]:
+    """The one PostgreSQL statement for `hashes` (unsigned) and its parameters; it returns rows of
+    (query hash as signed int64, distance, content_id, organization_id), one per stored fingerprint within
+    `max_distance` of a query hash and query hash it matched (a fingerprint repeated in a content may
+    come back more than once)."""
+    radii = band_radii(max_distance)
+    signed = [hash_to_signed(value) for value in hashes]
+    params: dict = {"r": max_distance}
+    probes: list[list[tuple[int, int]]] = [[] for _ in range(BANDS)]  # (value, signed query hash) per band
+    for value, query in zip(hashes, signed):
+        for band, part in enumerate(hash_bands(value)):
+            if radii[band] >= 0:
+                probes[band] += [(neighbour, query) for neighbour in _neighbours(part, radii[band])]
+    branches = []
+    for band, found in enumerate(probes):
+        if found:
+            params[f"p{band}"] = sorted({value for value, _query in found})
+            branches.append(f"SELECT {band} AS b, band{band} AS v, phash FROM {_PG_TABLE} "
+                            f"WHERE band{band} = ANY(%(p{band})s::int[])")
+    candidates = " UNION ALL ".join(branches)
+    if len(hashes) == 1:
+        params["h"] = signed[0]
+        sql = f"""WITH m AS MATERIALIZED (
+    SELECT DISTINCT c.phash, %(h)s::bigint AS h, bit_count((c.phash # %(h)s::bigint)::bit(64))::int AS d,
+           ((c.phash >> 48) & 65535)::int AS b0
+    FROM ({candidates}) c WHERE bit_count((c.phash # %(h)s::bigint)::bit(64)) <= %(r)s)""" + _PG_OWNERS
+    else:
+        params["pb"] = [band for band, found in enumerate(probes) for _ in found]
+        params["pv"] = [value for found in probes for value, _query in found]
+        params["ph"] = [query for found in probes for _value, query in found]
+        sql = f"""WITH p AS MATERIALIZED (
+    SELECT * FROM unnest(%(pb)s::int[], %(pv)s::int[], %(ph)s::bigint[]) AS p(b, v, h)),
+m AS MATERIALIZED (
+    SELECT DISTINCT c.phash, p.h, bit_count((c.phash # p.h)::bit(64))::int AS d, ((c.phash >> 48) & 65535)::int AS b0
+    FROM ({candidates}) c JOIN p ON p.b = c.b AND p.v = c.v WHERE bit_count((c.phash # p.h)::bit(64)) <= %(r)s)""" \
+            + _PG_OWNERS
+    return sql, params
+
+
+def _postgres_matches(queries: list[int], *, max_distance: int) -> dict:
+    index_of = {hash_to_signed(value): index for index, value in enumerate(queries)}
+    sql, params = postgres_search_sql(queries, max_distance=max_distance)
+    with dangerously_unscoped(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    matches: dict = {}
+    for query, distance, content_id, organization_id in rows:
+        match = matches.setdefault(content_id, {"organization_id": organization_id, "frames": set(), "best": 64})
+        match["frames"].add(index_of[query])
+        match["best"] = min(match["best"], distance)
+    return matches

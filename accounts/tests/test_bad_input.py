@@ -415,3 +415,18 @@ def test_accepting_for_someone_else(tenant_a, tenant_b):
     assert_error(other.post("/api/v1/invitations/accept", {"token": token}), 403, "invitation_email_mismatch")
     with tenant_scope(tenant_a.organization):
         assert not Membership.objects.filter(user__in=[existing, tenant_b.owner]).exists()
+
+
+def test_deep_nesting_is_refused_even_when_the_recursion_limit_was_raised(tenant_a):
+    """py_ecc (loaded with the chain client) raises the recursion limit to 100,000; decoding a deeply
+    nested document would then crash the process, so depth is checked before decoding."""
+    import sys
+
+    import py_ecc  # noqa: F401  (raises the limit, as in a web process that has verified a file)
+
+    assert sys.getrecursionlimit() >= 100_000
+    response = tenant_a.client().post("/api/v1/projects", "[" * 200_000, content_type="application/json")
+    assert_error(response, 400, "malformed_request")
+    fine = tenant_a.client().post("/api/v1/projects", '{"name": "[{[{ brackets in a string are fine"}',
+                                  content_type="application/json")
+    assert fine.status_code == 201

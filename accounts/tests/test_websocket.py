@@ -43,6 +43,7 @@ def test_member_receives_own_organization_events_only(tenant_a, tenant_b):
                                {"type": "organization.event", "event": {"type": "job.progress", "progress": 0.5}})
         assert await ws_a.receive_json_from(timeout=2) == {"type": "job.progress", "progress": 0.5}
         assert await ws_b.receive_nothing(timeout=0.3)
+        await ws_a.send_to(text_data="[" * 200_000)  # refused before decoding; the consumer lives on
         await ws_a.send_json_to({"type": "ping"})
         assert (await ws_a.receive_json_from())["type"] == "pong"
         await ws_a.disconnect()

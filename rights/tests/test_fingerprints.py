@@ -235,7 +235,8 @@ def test_search_inside_a_tenant_scope_still_sees_other_tenants_and_keeps_the_sco
 
 
 def test_search_takes_two_queries(library, hashes, django_assert_num_queries):
-    with django_assert_num_queries(2):
+    """Two on SQLite (candidates, then the owners of the matches); one statement on PostgreSQL."""
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
         assert fingerprint_search(_values(hashes["crf28"]))
     with django_assert_num_queries(1):
         assert fingerprint_search([0x5555_5555_5555_5555]) == []
@@ -310,3 +311,23 @@ def test_candidate_query_uses_the_band_indexes_on_postgresql(tenant_a):
     for band in range(4):
         assert f"fingerprint_band{band}" in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_postgresql_search_statement_uses_the_band_indexes(tenant_a):
+    """The one-statement search reads the four band indexes (and band0 again for the owners), for one
+    query hash and for several, with no sequential scan."""
+    values = _random_library(tenant_a, 5000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE rights_fingerprint")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    for queries in (values[:1], values[:3]):
+        sql, params = fingerprints.postgres_search_sql(queries, max_distance=8)
+        with dangerously_unscoped(), connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        for band in range(4):
+            assert f"fingerprint_band{band}" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        with dangerously_unscoped():
+            assert {result["content_id"] for result in fingerprint_search(queries, min_fraction=0.0)}
