@@ -12,7 +12,7 @@ class SafeJsonConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def decode_json(cls, text_data):
-        from config.api import json_depth_exceeds
+        from config.parsers import json_depth_exceeds
 
         if len(text_data) > 65536 or json_depth_exceeds(text_data.encode()):
             return {}

@@ -1,14 +1,12 @@
 """API conventions shared by every app: the error shape and pagination."""
 from __future__ import annotations
 
-import io
 import logging
-import re
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, parsers, status
+from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -72,40 +70,6 @@ def json_error_view(status_code: int, code: str, message: str):
         return JsonResponse(error_body(code, message), status=status_code)
 
     return view
-
-
-MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(rb"[\[\]{}]")
-
-
-def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether the JSON document nests deeper than `limit`, measured before it is decoded.
-
-    Decoding must not be what finds out: some libraries we load (py_ecc, via the chain client)
-    raise Python's recursion limit to 100,000, and the C JSON decoder then overflows the stack and
-    kills the process instead of raising RecursionError."""
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return False
-    depth = 0
-    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", body)):
-        depth += 1 if bracket in (b"[", b"{") else -1
-        if depth > limit:
-            return True
-    return False
-
-
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, refusing too deeply nested documents as malformed (see json_depth_exceeds)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        body = stream.read() if stream is not None else b""
-        if json_depth_exceeds(body):
-            raise exceptions.ParseError(f"JSON parse error - the document nests deeper than {MAX_JSON_DEPTH} levels.")
-        try:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - the document is nested too deeply.")
 
 
 class Pagination(PageNumberPagination):

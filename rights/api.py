@@ -16,7 +16,7 @@ from accounts.api.base import PublicAPIView
 from accounts.api.permissions import PUBLIC
 from accounts.api.throttling import PlatformRateThrottle, _hit
 from accounts.audit import client_ip
-from config.api import JSONParser
+from config.parsers import JSONParser
 from config.errors import DomainError, NotFound
 from rights import verification
 
