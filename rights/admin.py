@@ -67,7 +67,20 @@ class RegistrationBatchAdmin(admin.ModelAdmin):
 
 @admin.register(ChainState)
 class ChainStateAdmin(admin.ModelAdmin):
+    """The signer's nonces, with the chain's live status at the top of the page."""
+
     list_display = ["chain_id", "signer", "next_nonce", "updated_at"]
+
+    def changelist_view(self, request, extra_context=None):
+        from rights.chain import chain_status
+        from rights.models import RegistrationStatus
+
+        status = chain_status()
+        backlog = Registration.objects.filter(status=RegistrationStatus.PENDING).count()
+        level = messages.SUCCESS if status.get("ok") else messages.ERROR
+        self.message_user(request, "chain: " + ", ".join(f"{key}={value}" for key, value in status.items())
+                          + f"; registrations waiting to be anchored: {backlog}", level)
+        return super().changelist_view(request, extra_context)
 
     def has_change_permission(self, request, obj=None):
         return False

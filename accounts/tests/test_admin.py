@@ -19,6 +19,12 @@ def test_every_admin_page_loads_unscoped_across_tenants(operator_client, tenant_
     for model in ("organization", "user", "membership", "invitation", "apikey", "auditentry"):
         response = operator_client.get(reverse(f"admin:accounts_{model}_changelist"))
         assert response.status_code == 200, model
+    chain = operator_client.get(reverse("admin:rights_chainstate_changelist")).content.decode()
+    assert "Chain: " in chain and "ok=True" in chain and "registrations waiting to be anchored: 0" in chain
+    for model in ("content", "registration", "registrationbatch"):
+        assert operator_client.get(reverse(f"admin:rights_{model}_changelist")).status_code == 200
+    for model in ("job", "step", "webhook", "webhookdelivery"):
+        assert operator_client.get(reverse(f"admin:generation_{model}_changelist")).status_code == 200
     projects = operator_client.get(reverse("admin:projects_project_changelist")).content.decode()
     assert "Alpha" in projects and "Beta" in projects
     with dangerously_unscoped():
