@@ -9,7 +9,8 @@ which must hold no fingerprints yet (drop and create it again between runs). Ins
 pHashes (one executemany on SQLite; INSERT from unnest(arrays) on PostgreSQL, where row level security
 refuses COPY) in 1,000 contents of two organizations, with one
 planted neighbour at distance 0..8 for each query. Then each query (one frame, Hamming distance <= 8):
-  1. `fingerprint_search`, the code the platform runs (band-index candidates, exact check in numpy);
+  1. `fingerprint_search`, the code the platform runs (band-index candidates; exact check in numpy on SQLite,
+     in the same SQL statement on PostgreSQL);
   2. the baseline: the same question as one SQL statement computing popcount(phash xor query) over every
      row (PostgreSQL: bit_count over a bit(64) cast; SQLite: a branch-free SWAR popcount in SQL, no
      Python callback), i.e. what the database does without the band indexes;
