@@ -23,6 +23,20 @@ from rights import verification
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+def upload_to_file(request, work: Path) -> Path:
+    """The multipart `file` written to `work/upload`, refused when missing or over the size limit."""
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise DomainError("Send the file in a `file` field.", fields={"file": ["required"]})
+    if upload.size > settings.VERIFY_MAX_BYTES:
+        raise DomainError("The file is too large.", code="payload_too_large", status=413)
+    path = work / "upload"
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
+
+
 class VerifyRateThrottle(PlatformRateThrottle):
     """Verification decodes media: a tighter limit per address on top of the general one."""
 
@@ -47,18 +61,9 @@ class VerifyView(PublicAPIView):
             raise DomainError(f"Files over {settings.VERIFY_MAX_BYTES // (1024 * 1024)} MB cannot be verified.",
                               code="payload_too_large", status=413)
         if request.content_type.startswith("multipart/"):
-            upload = request.FILES.get("file")
-            if upload is None:
-                raise DomainError("Send the file in a `file` field.", fields={"file": ["required"]})
-            if upload.size > settings.VERIFY_MAX_BYTES:
-                raise DomainError("The file is too large.", code="payload_too_large", status=413)
             work = Path(tempfile.mkdtemp(prefix="verify-"))
             try:
-                path = work / "upload"
-                with open(path, "wb") as out:
-                    for chunk in upload.chunks():
-                        out.write(chunk)
-                matches = verification.verify_file(path)
+                matches = verification.verify_file(upload_to_file(request, work))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         else:
@@ -130,20 +135,13 @@ class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
 
     @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses={201: AssetOut})
     def post(self, request):
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise DomainError("Send the file in a `file` field.", fields={"file": ["required"]})
-        if upload.size > settings.VERIFY_MAX_BYTES:
-            raise DomainError("The file is too large.", code="payload_too_large", status=413)
         from rights.registry import registration_enqueue
         from rights.services import content_protect
 
         work = Path(tempfile.mkdtemp(prefix="asset-"))
         try:
-            path = work / "upload"
-            with open(path, "wb") as out:
-                for chunk in upload.chunks():
-                    out.write(chunk)
+            path = upload_to_file(request, work)
+            upload = request.FILES["file"]
             mime = verification.check_upload(path)
             protected = content_protect(
                 organization=request.organization, source=path, kind="video" if mime == verification.MP4 else "image",
