@@ -15,6 +15,7 @@ api_patterns = [
     path("", include("accounts.api.urls")),
     path("", include("generation.urls")),
     path("", include("generation.api_webhooks")),
+    path("", include("generation.api_settings")),
     path("", include("projects.api_templates")),
     path("", include("rights.api")),
     # Unknown API paths answer in the API's error shape, never with an HTML page.

@@ -27,7 +27,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership
 from accounts.tenancy import ScopeError, dangerously_unscoped, tenant_models, tenant_scope
-from generation.models import Webhook
+from generation.models import ProviderCredential, Webhook
 from projects.models import Project
 
 # --- the objects of each organization ---------------------------------------------------------
@@ -69,6 +69,9 @@ def populate(tenant, label: str) -> Objects:
                                    actor=Actor(user=tenant.owner))
         from rights.models import Content
 
+        ProviderCredential.objects.create(organization=tenant.organization, provider="openai",
+                                          settings={"base_url": f"https://{tenant.slug}.llm.example/v1"})
+
         content = Content.objects.create(organization=tenant.organization, content_id=f"{label[:4].upper()}2345",
                                          kind="video", source="generated", job=job,
                                          title=f"{label} private content title", sha256=label[0].lower() * 64)
@@ -79,6 +82,7 @@ def populate(tenant, label: str) -> Objects:
         job.topic,
         str(webhook.id),
         webhook.url,
+        f"https://{tenant.slug}.llm.example/v1",
         str(template.id),
         template.name,
         template.description,
@@ -149,6 +153,7 @@ A_VALUE_FOR_KWARG: dict[str, Callable[[Objects], object]] = {
     "version": lambda a: 1,
     "content_id": lambda a: a.content.content_id,
     "asset_id": lambda a: a.content.id,
+    "provider": lambda a: "openai",
 }
 
 # --- the URL walk ------------------------------------------------------------------------------
@@ -316,7 +321,24 @@ def check_public_certificate(route: Route, client_b, tenant_a, tenant_b, a: Obje
     return failures
 
 
+def check_provider_settings(route: Route, client_b, tenant_a, tenant_b, a: Objects) -> list[str]:
+    """`/providers/<name>` names a provider, not an object: each organization reads and writes its
+    own settings for it. B must see and change only B's, never A's."""
+    failures = []
+    url = route.url({"provider": "openai"})
+    for method in ("GET", "PUT", "DELETE"):
+        response = request(client_b, method, url, api=True)
+        if leaks(response, a) or "studio-a" in response.content.decode():
+            failures.append(f"{method} {url} as B shows A's data")
+    with tenant_scope(tenant_a.organization):
+        kept = ProviderCredential.objects.get(provider="openai").settings
+    if kept != {"base_url": "https://studio-a.llm.example/v1"}:
+        failures.append(f"B's writes changed A's provider settings: {kept}")
+    return failures
+
+
 SPECIAL_ROUTES: dict[str, Callable[..., list[str]]] = {
+    "api:provider-credential": check_provider_settings,
     "accounts:invitation-accept": check_invitation_token_page,
     "api:certificate": check_public_certificate,
     "rights:certificate": check_public_certificate,

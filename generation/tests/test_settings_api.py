@@ -1,0 +1,34 @@
+"""Generation settings through the API: budgets and policy, provider credentials stored encrypted."""
+from accounts.crypto import secret_decrypt
+from accounts.models import AuditEntry
+from accounts.tenancy import tenant_scope
+from generation.models import ProviderCredential
+
+
+def test_owner_sets_budgets_policy_and_a_provider_key_that_is_stored_encrypted(tenant_a):
+    owner = tenant_a.client()
+    response = owner.patch("/api/v1/generation-policy", {"monthly_budget": "50.00", "blocked_terms": ["war"],
+                                                        "providers": {"text": ["openai", "offline"]}}, format="json")
+    assert response.status_code == 200, response.json()
+    body = owner.get("/api/v1/generation-policy").json()
+    assert body["monthly_budget"] == "50.00" and body["spend"]["month_budget"] is not None
+    bad = owner.patch("/api/v1/generation-policy", {"providers": {"text": ["nope"]}}, format="json")
+    assert bad.status_code == 400
+    put = owner.put("/api/v1/providers/openai", {"settings": {"base_url": "https://llm.example/v1", "model": "m"},
+                                                 "api_key": "sk-live-secret"}, format="json")
+    assert put.status_code == 201 and put.json()["has_api_key"] and "sk-live-secret" not in put.content.decode()
+    assert "sk-live-secret" not in owner.get("/api/v1/providers/openai").content.decode()
+    with tenant_scope(tenant_a.organization):
+        stored = ProviderCredential.objects.get(provider="openai")
+        assert "sk-live-secret" not in stored.secret_encrypted
+        assert secret_decrypt(stored.secret_encrypted) == "sk-live-secret"
+        entry = AuditEntry.objects.get(action="provider_credential.set")
+        assert "sk-live-secret" not in str(entry.after)
+    assert owner.put("/api/v1/providers/nope", {}, format="json").status_code == 404
+
+
+def test_only_owners_change_settings(tenant_a):
+    producer = tenant_a.client("producer")
+    assert producer.get("/api/v1/generation-policy").status_code == 200
+    assert producer.patch("/api/v1/generation-policy", {"monthly_budget": "1"}, format="json").status_code == 403
+    assert producer.put("/api/v1/providers/openai", {"api_key": "x"}, format="json").status_code == 403
