@@ -219,7 +219,8 @@ def _subtitle_strip_bitmap(text: str, width: int, height: int, strip_h: int) -> 
     for index, line in enumerate(lines):
         draw.text((small_w / 2, top + index * line_h), line, font=font, anchor="ma", fill=(255, 255, 255, 255))
     image = Image.new("RGBA", (width, strip_h), (0, 0, 0, 0))
-    image.paste(small.resize((small_w * scale, small.height * scale), Image.NEAREST), (0, strip_h - small.height * scale))
+    enlarged = small.resize((small_w * scale, small.height * scale), Image.NEAREST)
+    image.paste(enlarged, (0, strip_h - enlarged.height))
     return image
 
 
@@ -325,7 +326,8 @@ def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height:
             video_out = "vout"
 
         # Audio: narration at each shot's start, music looped and ducked under it, or silence.
-        audio_format = f"aresample={AUDIO_RATE},aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE}:channel_layouts=stereo"
+        audio_format = (f"aresample={AUDIO_RATE},"
+                        f"aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE}:channel_layouts=stereo")
         voices = []
         for index, voice in enumerate(narration or []):
             if voice is None or index >= len(starts):

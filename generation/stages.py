@@ -201,7 +201,8 @@ def run_compose(*, job, step, inputs, provider, ctx):
                   "size": thumbnail.stat().st_size,
                   "file": File(open(thumbnail, "rb"), name=f"thumbnail-{job.pk}.jpg")})
     output = _file_output(Result(None, cost=cost), "video", out, f"video-{job.pk}.mp4")
-    output["data"] = {"metadata": metadata, "thumbnail_artifact": str(thumb_artifact.pk)}
+    output["data"] = {"metadata": metadata, "thumbnail_artifact": str(thumb_artifact.pk),
+                      "narrated": any(path is not None for path in (narration or []))}
     return output
 
 
@@ -210,8 +211,10 @@ def run_review(*, job, step, inputs, provider, ctx):
 
     video = _local_copy(inputs[(Stage.COMPOSE, 0)], ctx.work_dir, "video.mp4")
     width, height = ctx.size
+    # Narration is required only where a speech engine produced it (none may be installed).
+    narrated = bool((inputs[(Stage.COMPOSE, 0)].data or {}).get("narrated"))
     checks = media.review_checks(video, duration_s=float(job.options["duration_s"]), width=width, height=height,
-                                 audio_required=bool(job.options.get("voice")))
+                                 audio_required=bool(job.options.get("voice")) and narrated)
     Job.objects.filter(pk=job.pk).update(review=checks)
     failed = [check for check in checks if not check["ok"]]
     if failed:

@@ -154,7 +154,8 @@ STYLE_LIGHTING = {
 }
 SHOT_LABELS = {
     "extreme_wide": "Extreme wide shot", "wide": "Wide shot", "full": "Full shot", "medium_wide": "Medium wide shot",
-    "medium": "Medium shot", "medium_close": "Medium close-up", "close": "Close-up", "extreme_close": "Extreme close-up",
+    "medium": "Medium shot", "medium_close": "Medium close-up", "close": "Close-up",
+    "extreme_close": "Extreme close-up",
 }
 SHOT_FOCUS = {
     "extreme_wide": "the vast setting", "wide": "the whole scene", "full": "the subject seen whole",
@@ -620,7 +621,8 @@ class _Painter:
             cup_w, cup_h = 0.35 * h * aspect, 0.45 * h
             y0 = top + 0.5 * h - cup_h / 2 if h >= 0.9 else horizon + 0.08 - cup_h
             draw.rectangle(self.box(cx - cup_w * 0.8, y0 + cup_h, cx + cup_w * 0.8, 1.0), fill=body)  # a plinth
-            draw.rounded_rectangle(self.box(cx - cup_w / 2, y0, cx + cup_w / 2, y0 + cup_h), radius=cup_w * self.w * 0.15,
+            draw.rounded_rectangle(self.box(cx - cup_w / 2, y0, cx + cup_w / 2, y0 + cup_h),
+                                   radius=cup_w * self.w * 0.15,
                                    fill=accent, outline=rim, width=max(2, int(self.h * 0.004)))
             draw.arc(self.box(cx + cup_w * 0.35, y0 + cup_h * 0.2, cx + cup_w * 0.85, y0 + cup_h * 0.65), 270, 90,
                      fill=accent, width=max(3, int(cup_w * self.w * 0.08)))
@@ -661,7 +663,8 @@ class _Painter:
                 draw.ellipse(self.box(head_cx + (ex - 0.18) * head_r * aspect, head_cy - 0.25 * head_r,
                                       head_cx + (ex + 0.18) * head_r * aspect, head_cy + 0.1 * head_r), fill=accent)
             draw.line([(head_cx * self.w, (head_cy - head_r) * self.h),
-                       (head_cx * self.w, (head_cy - head_r * 1.6) * self.h)], fill=rim, width=max(2, int(self.h * 0.004 * h)))
+                       (head_cx * self.w, (head_cy - head_r * 1.6) * self.h)], fill=rim,
+                      width=max(2, int(self.h * 0.004 * h)))
             return
         draw.rounded_rectangle(self.box(cx - shoulder, body_top, cx + shoulder, body_top + 0.62 * h),
                                radius=shoulder * self.w * 0.6, fill=body, **outline)

@@ -204,3 +204,9 @@ def test_narration_starts_with_its_shot(clips, tmp_path):
     assert rms(0.0, 2.4) < 5  # silence before its shot
     assert rms(2.55, 3.25) > 1000  # the voice during it
     assert rms(3.4, 4.0) < 5
+
+
+def test_subtitles_without_freetype_use_the_bitmap_font(monkeypatch):
+    monkeypatch.setattr(media, "_font", lambda size: None)
+    strip = media.subtitle_strip("Still readable without FreeType", 854, 480)
+    assert strip.size == (854, media.subtitle_strip_height(480)) and strip.getbbox() is not None

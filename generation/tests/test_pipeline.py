@@ -196,3 +196,11 @@ def test_same_video_from_another_studio_is_held_for_an_admin_then_released(tenan
         run_commits(lambda: services.job_rights_release(job=held, actor=Actor(user=operator), note="licensed"))
     drain(run_commits)
     assert reload(tenant_b, job_b).status == "completed"
+
+
+def test_voiced_job_completes_where_no_speech_engine_is_installed(tenant_a, run_commits):
+    job = start(tenant_a, run_commits, options={**SMALL, "voice": "narrator"})
+    drain(run_commits)
+    job = reload(tenant_a, job)
+    assert job.status == "completed", job.error
+    assert next(check for check in job.review if check["check"] == "audio")["ok"]
