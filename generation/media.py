@@ -27,6 +27,17 @@ class MediaError(Exception):
     """ffmpeg failed or a file is not the media we expected; the message ends with ffmpeg's stderr tail."""
 
 
+def sha256_file(path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def ffmpeg_exe() -> str:
     """The ffmpeg binary: the system one when on PATH, else the static build shipped with imageio-ffmpeg."""
     found = shutil.which("ffmpeg")

@@ -16,6 +16,7 @@ from django.core.files import File
 from accounts.crypto import secret_decrypt
 from config.errors import DomainError
 from generation import pipeline
+from generation.media import sha256_file
 from generation.models import Artifact, Job, ProviderCredential, Stage, Step
 from generation.providers import provider_class
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
@@ -46,14 +47,6 @@ def _local_copy(artifact: Artifact, work_dir: Path, name: str) -> Path:
     with artifact.file.open("rb") as source, open(target, "wb") as out:
         shutil.copyfileobj(source, out)
     return target
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _json_hash(data) -> str:
@@ -105,7 +98,7 @@ def _json_output(result: Result) -> dict:
 
 def _file_output(result: Result, kind: str, path: Path, name: str) -> dict:
     return {"kind": kind, "file_obj": File(open(path, "rb")), "file_name": name, "size": path.stat().st_size,
-            "content_hash": _sha256_file(path), "cost": result.cost, "usage": result.usage}
+            "content_hash": sha256_file(path), "cost": result.cost, "usage": result.usage}
 
 
 def _check_policy(job: Job, texts: dict) -> None:
@@ -197,7 +190,7 @@ def run_compose(*, job, step, inputs, provider, ctx):
     metadata = media.probe(out)
     thumb_artifact, _ = Artifact.objects.get_or_create(
         digest=hashlib.sha256(f"{step.input_digest}:thumbnail".encode()).hexdigest(),
-        defaults={"organization_id": job.organization_id, "kind": "image", "content_hash": _sha256_file(thumbnail),
+        defaults={"organization_id": job.organization_id, "kind": "image", "content_hash": sha256_file(thumbnail),
                   "size": thumbnail.stat().st_size,
                   "file": File(open(thumbnail, "rb"), name=f"thumbnail-{job.pk}.jpg")})
     output = _file_output(Result(None, cost=cost), "video", out, f"video-{job.pk}.mp4")

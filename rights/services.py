@@ -2,7 +2,6 @@
 queue the on-chain registration. Used by the pipeline's protect stage, uploads and `manage.py protect`."""
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 
 from accounts.models import Organization
+from generation.media import sha256_file
 from rights.models import Content, ContentKind, ContentSource
 
 
@@ -19,14 +19,6 @@ from rights.models import Content, ContentKind, ContentSource
 class Protected:
     content: Content
     infringements: list[dict] = field(default_factory=list)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def infringement_matches(*, organization_id: int, hashes: list[int]) -> list[dict]:
@@ -63,7 +55,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     signed = work_dir / f"protected{suffix}"
     credential = credential_sign(
         marked, signed, mime_type=mime, author=organization.public_name, title=content_id,
-        ingredients=[{"title": "source", "sha256": _sha256(source)}, *(ingredients or [])],
+        ingredients=[{"title": "source", "sha256": sha256_file(source)}, *(ingredients or [])],
         ai_generated=origin == ContentSource.GENERATED, content_id=content_id)
     timings["c2pa_s"] = round(time.perf_counter() - step, 3)
 
@@ -81,7 +73,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
             meta = {"width": image.width, "height": image.height, "duration_s": 0}
     with transaction.atomic():
         content = Content(organization=organization, content_id=content_id, kind=kind, source=origin, job=job,
-                          title=title[:200], sha256=_sha256(signed), original_sha256=_sha256(source), mime_type=mime,
+                          title=title[:200], sha256=sha256_file(signed), original_sha256=sha256_file(source), mime_type=mime,
                           width=meta.get("width") or 0, height=meta.get("height") or 0,
                           duration_s=meta.get("duration_s") or 0, watermark=watermark if isinstance(
                               watermark, dict) else {}, c2pa=credential, fingerprint_count=len(hashes),

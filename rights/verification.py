@@ -4,7 +4,6 @@ and answers only public facts: the content id, the owner's public name and slug,
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from django.conf import settings
 
 from accounts.tenancy import dangerously_unscoped
 from config.errors import DomainError
+from generation.media import sha256_file
 from rights.models import Content
 
 logger = logging.getLogger(__name__)
@@ -34,14 +34,6 @@ def sniff(head: bytes) -> str | None:
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return MP4
     return None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_upload(path: Path) -> str:
