@@ -25,8 +25,12 @@ api_patterns = [
 urlpatterns = [
     path("api/v1/", include((api_patterns, "api"))),
     path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),  # setlang: the language switcher
+    # The portal: one urls module per app, each with its own namespace.
     path("", include("accounts.urls")),
     path("", include("projects.urls")),
+    path("", include("projects.urls_templates")),
+    path("", include("generation.portal_urls")),
     path("", include("rights.urls")),
 ]
 
