@@ -1,11 +1,12 @@
 from django.urls import path
 
-from config.views import portal_pending
 from rights import views
 
 app_name = "rights"
 urlpatterns = [
     path("certificates/<str:content_id>/", views.certificate, name="certificate"),
-    path("assets/", portal_pending, name="asset-list"),
-    path("verify/", portal_pending, name="verify"),
+    path("assets/", views.asset_list, name="asset-list"),
+    path("assets/upload", views.asset_upload, name="asset-upload"),
+    path("assets/<uuid:asset_id>/", views.asset_detail, name="asset-detail"),
+    path("verify/", views.verify, name="verify"),
 ]

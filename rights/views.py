@@ -1,14 +1,218 @@
-"""Public pages: the certificate of a content id (no sign-in)."""
-from django.http import Http404
-from django.shortcuts import render
+"""Portal pages of rights: the organization's assets (list, upload, detail with the rights panel),
+and the public pages anyone may open without signing in: verification and the certificate.
 
-from rights.verification import Match, _contents_by_id, match_public
+They call what the API calls (rights/api.py): the same upload checks, services, verification code
+path, limits and rate limit; nothing here decides anything the API does not."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from accounts.decorators import requires_scope
+from accounts.portal import form_refused, page_of
+from config.api import error_body
+from config.errors import DomainError
+from rights import verification
+from rights.api import SHA256, VerifyRateThrottle, upload_to_file
+from rights.models import Content
+from rights.selectors import content_rights
+
+# --- assets (members of the organization) -------------------------------------------------------
+
+
+class AssetUploadForm(forms.Form):
+    file = forms.FileField(label=gettext_lazy("Image or video"),
+                           help_text=gettext_lazy("PNG, JPEG or MP4. It is watermarked, fingerprinted, signed and "
+                                                  "registered on chain."),
+                           widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,video/mp4"}))
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=200, required=False,
+                            help_text=gettext_lazy("Private to your organization; never shown on public pages."))
+
+
+def _assets():
+    # The API's queryset (rights.api.AssetListView): the tenant scope limits it to the organization.
+    return Content.objects.select_related("registration", "registration__batch").order_by("-created_at")
+
+
+def _wants_json(request) -> bool:
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
+def _asset_list_page(request, form, status=200):
+    return render(request, "rights/asset_list.html", {
+        "page": page_of(request, _assets()), "form": form,
+        "max_mb": settings.VERIFY_MAX_BYTES // (1024 * 1024)}, status=status)
+
+
+@requires_scope("rights:read")
+def asset_list(request):
+    return _asset_list_page(request, AssetUploadForm(auto_id="upload-%s"))
+
+
+@require_POST
+@requires_scope("rights:register")
+def asset_upload(request):
+    """POST /assets/upload: protect and register an uploaded image or video, as POST /api/v1/assets
+    does. Answers JSON to the progress-bar script, a redirect or the form with errors otherwise."""
+    form = AssetUploadForm(request.POST, request.FILES, auto_id="upload-%s")
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > settings.VERIFY_MAX_BYTES:
+            raise DomainError(_("The file is too large."), code="payload_too_large", status=413,
+                              fields={"file": [_("The file is too large.")]})
+        if not form.is_valid():
+            raise DomainError(_("Choose an image or a video to upload."), fields=form.errors.get_json_data())
+        content, infringements = _protect_upload(request, form.cleaned_data["title"])
+    except DomainError as exc:
+        if _wants_json(request):
+            fields = {name: [e["message"] if isinstance(e, dict) else str(e) for e in problems]
+                      for name, problems in (exc.fields or {}).items()}
+            return JsonResponse(error_body(exc.code, exc.message, fields), status=exc.status)
+        if form.is_bound and not form.errors:
+            form_refused(form, exc)
+        return _asset_list_page(request, form, status=exc.status)
+    url = reverse("rights:asset-detail", kwargs={"asset_id": content.pk})
+    if infringements:
+        owners = ", ".join(sorted({match["owner"] for match in infringements}))
+        messages.warning(request, _("This file resembles content registered by %(owners)s.") % {"owners": owners})
+    messages.success(request, _("Protected. Its registration is queued and will be anchored on chain shortly."))
+    if _wants_json(request):
+        return JsonResponse({"url": url, "content_id": content.content_id}, status=201)
+    return redirect(url)
+
+
+def _protect_upload(request, title: str):
+    """The steps of POST /api/v1/assets (rights.api.AssetListView.post), with the same checks."""
+    from rights.registry import registration_enqueue
+    from rights.services import content_protect
+
+    work = Path(tempfile.mkdtemp(prefix="asset-"))
+    try:
+        path = upload_to_file(request, work)
+        mime = verification.check_upload(path)
+        protected = content_protect(
+            organization=request.organization, source=path, kind="video" if mime == verification.MP4 else "image",
+            origin="upload", work_dir=work, title=(title or request.FILES["file"].name)[:200], user=request.user)
+        registration_enqueue(content=protected.content)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return protected.content, protected.infringements
+
+
+@requires_scope("rights:read")
+def asset_detail(request, asset_id):
+    """The asset and its rights; `?file=protected` serves the protected file itself (the preview)."""
+    content = _assets().select_related("created_by").filter(pk=asset_id).first()
+    if content is None:  # missing, or another organization's: the same answer
+        raise Http404("no such asset")
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    if request.GET.get("file") == "protected":
+        return _asset_file(request, content)
+    return render(request, "rights/asset_detail.html", {
+        "content": content, "rights": content_rights(content=content, request=request)})
+
+
+def _asset_file(request, content: Content):
+    from generation.downloads import file_response
+
+    if not content.protected:
+        raise Http404("no file")
+    extension = "mp4" if content.kind == "video" else "png"
+    return file_response(request, content.protected, content_type=content.mime_type or "application/octet-stream",
+                         filename=f"{content.content_id}.{extension}")
+
+
+# --- public: verification and the certificate ----------------------------------------------------
+
+
+class VerifyForm(forms.Form):
+    file = forms.FileField(label=gettext_lazy("File"), required=False,
+                           widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,video/mp4"}))
+    sha256 = forms.CharField(label=gettext_lazy("or its SHA-256"), required=False, max_length=200,
+                             widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                           "placeholder": "e3b0c442…"}))
+
+
+METHOD_LABELS = {
+    "exact_hash": gettext_lazy("Exact file hash"),
+    "c2pa": gettext_lazy("Content credential (C2PA)"),
+    "watermark": gettext_lazy("Invisible watermark"),
+    "fingerprint": gettext_lazy("Perceptual fingerprint"),
+    "content_id": gettext_lazy("Content id"),
+}
+
+
+def _public(match: verification.Match) -> dict:
+    shown = verification.match_public(match)
+    shown["registered_at"] = datetime.fromisoformat(shown["registered_at"])
+    shown["method_label"] = METHOD_LABELS.get(shown["method"], shown["method"])
+    return shown
+
+
+def verify(request):
+    """Anyone: a file or a SHA-256 in, the verdict and evidence out, by the code path and under the
+    limits of POST /api/v1/verify. The script (static/js/verify.js) gets the result fragment alone."""
+    form = VerifyForm(initial={"sha256": request.GET.get("sha256", "")[:64]}, auto_id="verify-%s")
+    context = {"max_mb": settings.VERIFY_MAX_BYTES // (1024 * 1024)}
+    status, response_headers = 200, {}
+    if request.method == "POST":
+        form = VerifyForm(request.POST, request.FILES, auto_id="verify-%s")
+        throttle = VerifyRateThrottle()
+        try:
+            if not throttle.allow_request(request, None):
+                wait = max(1, int(throttle.wait() + 0.999))
+                response_headers["Retry-After"] = str(wait)
+                raise DomainError(_("Too many verifications from your address. Try again in %(seconds)d s.")
+                                  % {"seconds": wait}, code="throttled", status=429)
+            context["matches"] = [_public(match) for match in _verify_request(request)]
+            context["verdict"] = "registered" if context["matches"] else "not_found"
+        except DomainError as exc:
+            context["error"], status = exc, exc.status
+    elif request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    context["form"] = form
+    template = "rights/_verify_result.html" if _wants_json(request) or request.htmx else "rights/verify.html"
+    response = render(request, template, context, status=status)
+    for name, value in response_headers.items():
+        response[name] = value
+    return response
+
+
+def _verify_request(request) -> list[verification.Match]:
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > settings.VERIFY_MAX_BYTES:
+        raise DomainError(_("Files over %(mb)d MB cannot be verified.") % {"mb": settings.VERIFY_MAX_BYTES // 2**20},
+                          code="payload_too_large", status=413)
+    if request.FILES.get("file") is not None:
+        work = Path(tempfile.mkdtemp(prefix="verify-"))
+        try:
+            return verification.verify_file(upload_to_file(request, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    sha256 = request.POST.get("sha256", "").strip()
+    if not SHA256.match(sha256):
+        raise DomainError(_("Give a file, or a SHA-256 as 64 hexadecimal characters."),
+                          fields={"sha256": [_("64 hexadecimal characters")]})
+    return verification.find_by_hash(sha256)
 
 
 def certificate(request, content_id: str):
-    contents = _contents_by_id(content_id=content_id[:16])
+    contents = verification._contents_by_id(content_id=content_id[:16])
     if not contents:
         raise Http404("no such content")
     content = contents[0]
     return render(request, "rights/certificate.html", {
-        "certificate": match_public(Match(content, "content_id", 1.0)), "content": content})
+        "certificate": _public(verification.Match(content, "content_id", 1.0)), "content": content})
