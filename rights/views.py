@@ -162,6 +162,15 @@ def _public(match: verification.Match) -> dict:
     return shown
 
 
+def _by_content(matches: list[dict]) -> list[dict]:
+    """One entry per content, strongest evidence first: the methods that found it under `evidence`."""
+    grouped: dict[str, dict] = {}
+    for match in matches:
+        entry = grouped.setdefault(match["content_id"], {**match, "evidence": []})
+        entry["evidence"].append({key: match[key] for key in ("method", "method_label", "confidence")})
+    return list(grouped.values())
+
+
 def verify(request):
     """Anyone: a file or a SHA-256 in, the verdict and evidence out, by the code path and under the
     limits of POST /api/v1/verify. The script (static/js/verify.js) gets the result fragment alone."""
@@ -177,7 +186,7 @@ def verify(request):
                 response_headers["Retry-After"] = str(wait)
                 raise DomainError(_("Too many verifications from your address. Try again in %(seconds)d s.")
                                   % {"seconds": wait}, code="throttled", status=429)
-            context["matches"] = [_public(match) for match in _verify_request(request)]
+            context["matches"] = _by_content([_public(match) for match in _verify_request(request)])
             context["verdict"] = "registered" if context["matches"] else "not_found"
         except DomainError as exc:
             context["error"], status = exc, exc.status

@@ -240,6 +240,7 @@ def test_verify_by_file_finds_an_uploaded_asset_with_its_on_chain_proof(client, 
     text = response.content.decode()
     assert 'data-verdict="registered"' in text and 'data-method="exact_hash"' in text
     assert 'data-method="watermark"' in text or 'data-method="c2pa"' in text
+    assert text.count('<li class="match"') == 1  # one entry per content, with every method that found it
     assert "proof valid on chain" in text and 'data-field="tx-hash"' in text
     assert "Secret poster" not in text and "@" not in text.split('id="verify-result"')[1]
 

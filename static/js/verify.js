@@ -6,17 +6,11 @@
   if (!form || !window.FormData || !window.XMLHttpRequest) return;
   var zone = document.getElementById("verify-dropzone");
   var input = document.getElementById("verify-file");
-  var name = document.getElementById("verify-file-name");
   var status = document.getElementById("verify-status");
   var bar = document.getElementById("verify-progress");
   var result = document.getElementById("verify-result");
   var submit = document.getElementById("verify-submit");
 
-  function showName() {
-    name.textContent = input.files && input.files.length ? input.files[0].name : "";
-  }
-
-  input.addEventListener("change", showName);
   ["dragenter", "dragover"].forEach(function (type) {
     zone.addEventListener(type, function (e) { e.preventDefault(); zone.classList.add("over"); });
   });
@@ -26,8 +20,7 @@
   zone.addEventListener("drop", function (e) {
     e.preventDefault();
     if (!e.dataTransfer || !e.dataTransfer.files.length) return;
-    input.files = e.dataTransfer.files;
-    showName();
+    input.files = e.dataTransfer.files; // the input shows the dropped file's name
   });
 
   form.addEventListener("submit", function (event) {
