@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import subprocess
@@ -26,6 +27,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+logger = logging.getLogger(__name__)
+
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 REGISTRY_SOURCE = CONTRACTS_DIR / "Registry.vy"
 REGISTRY_ARTIFACT = CONTRACTS_DIR / "Registry.json"
@@ -37,6 +40,11 @@ GAS_LIMITS = {"anchor": 90_000, "register": 90_000, "revoke": 150_000, "transfer
               "deploy": 1_500_000}
 EMBEDDED_GENESIS_TIMESTAMP = 1_704_067_200  # 2024-01-01; only the embedded chain's first block
 EMBEDDED_BALANCE = 10**24
+# Chains whose data is worthless by design (anvil and hardhat, geth --dev and ganache): when one is
+# reset, the platform re-anchors on the new chain by itself. CHAIN_DEV_CHAIN_IDS replaces the list.
+DEV_CHAIN_IDS = (31337, 1337)
+# Nodes refuse a same-nonce replacement that does not raise both fees by 10% (geth) or more.
+MIN_FEE_BUMP_PERCENT = 12.5
 
 
 class ChainError(RuntimeError):
@@ -47,6 +55,19 @@ class ChainUnavailable(ChainError):
     """The node cannot be reached (or timed out): retry later, nothing was decided."""
 
     code = "chain_unavailable"
+
+
+class ChainReplaced(ChainError):
+    """The node serves another chain under the same chain id (its genesis block changed), and it is
+    not a development chain: nothing is signed or sent until an operator has looked."""
+
+    code = "chain_replaced"
+
+
+class RegistryMissing(ChainError):
+    """No registry contract where the platform expects one: anchoring there would do nothing."""
+
+    code = "registry_missing"
 
 
 class TransactionRejected(ChainError):
@@ -111,6 +132,27 @@ def chain_dir() -> Path:
 
 def chain_embedded() -> bool:
     return not getattr(settings, "CHAIN_RPC_URL", "")
+
+
+def chain_is_development(chain_id: int) -> bool:
+    """Whether a reset of this chain may be recovered by re-anchoring on the new one: the embedded
+    EVM, or a chain id in CHAIN_DEV_CHAIN_IDS (default anvil's and geth --dev's)."""
+    if chain_embedded():
+        return True
+    configured = getattr(settings, "CHAIN_DEV_CHAIN_IDS", None)
+    if configured is None:
+        ids = DEV_CHAIN_IDS
+    elif isinstance(configured, str):
+        ids = tuple(int(part) for part in configured.replace(",", " ").split())
+    else:
+        ids = tuple(int(part) for part in configured)
+    return chain_id in ids
+
+
+def chain_genesis_hash(w3: Web3) -> str:
+    """Block 0's hash, 0x-hex: it names one chain among those that share a chain id."""
+    with chain_call():
+        return "0x" + bytes(w3.eth.get_block(0)["hash"]).hex()
 
 
 @contextmanager
@@ -303,27 +345,98 @@ def _remembered_path(chain_id: int) -> Path:
     return chain_dir() / f"registry-{chain_id}.json"
 
 
-def registry_address(w3: Web3 | None = None) -> str:
-    """The registry's address: CHAIN_CONTRACT when set; otherwise the one we deployed on this chain
-    (remembered under CHAIN_DIR), deploying it now on first use. Production never auto-deploys."""
+def _remembered(chain_id: int) -> dict:
+    path = _remembered_path(chain_id)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _remember(chain_id: int, **entry) -> None:
+    _remembered_path(chain_id).write_text(json.dumps({**entry, "chain_id": chain_id}))
+
+
+def _registry_runtime() -> bytes:
+    return bytes.fromhex(registry_artifact()["bytecode_runtime"][2:])
+
+
+def _deploy_refused_in_production(why: str) -> None:
+    if getattr(settings, "DEPLOYMENT", "") == "production":
+        raise RegistryMissing(f"{why}: production never deploys by itself; run `manage.py deploy_registry` "
+                              "and set CHAIN_CONTRACT")
+
+
+def registry_address(w3: Web3 | None = None, *, redeploy: bool = True) -> str:
+    """The registry's address, checked to hold code: CHAIN_CONTRACT when set (or the replacement
+    deployed for it after a development chain's reset, see registry_redeploy_if_gone); otherwise
+    the one we deployed on this chain (remembered under CHAIN_DIR), deploying it now on first use.
+    Production never auto-deploys, and a contract that vanished is deployed again (`redeploy`) only
+    on a development chain: elsewhere that is a deep reorg or the wrong node, for an operator."""
     w3 = w3 or chain_client()
     configured = getattr(settings, "CHAIN_CONTRACT", "")
-    if configured:
-        return Web3.to_checksum_address(configured)
     with chain_call():
         chain_id = w3.eth.chain_id
-        path = _remembered_path(chain_id)
-        runtime = bytes.fromhex(registry_artifact()["bytecode_runtime"][2:])
-        with _file_lock(chain_dir() / "deploy.lock"):
-            if path.exists():
-                address = json.loads(path.read_text())["address"]
-                if bytes(w3.eth.get_code(address)) == runtime:
-                    return address
-            if getattr(settings, "DEPLOYMENT", "") == "production":
-                raise ChainError("CHAIN_CONTRACT is not set: deploy with `manage.py deploy_registry` and set it")
-            address = registry_deploy(w3=w3)
-            path.write_text(json.dumps({"address": address, "chain_id": chain_id}))
+        if configured:
+            address = _configured_address(chain_id)
+            if not bytes(w3.eth.get_code(address)):
+                raise RegistryMissing(f"no contract at {address} on chain {chain_id} (CHAIN_CONTRACT)")
             return address
+        with _file_lock(chain_dir() / "deploy.lock"):
+            remembered = _remembered(chain_id)
+            if remembered:
+                if bytes(w3.eth.get_code(remembered["address"])) == _registry_runtime():
+                    return remembered["address"]
+                if not chain_is_development(chain_id):
+                    raise RegistryMissing(
+                        f"the registry deployed at {remembered['address']} is gone from chain {chain_id}, "
+                        "which is not a development chain: not deploying another (see CHAIN_DEV_CHAIN_IDS)")
+                if not redeploy:
+                    raise RegistryMissing(f"the registry deployed at {remembered['address']} is gone from "
+                                          f"chain {chain_id}: a reset, recovered on the next batcher round")
+            _deploy_refused_in_production("CHAIN_CONTRACT is not set")
+            address = registry_deploy(w3=w3)
+            _remember(chain_id, address=address, genesis=chain_genesis_hash(w3))
+            return address
+
+
+def registry_address_in_use(w3: Web3) -> str | None:
+    """The address anchors go to on this chain, without deploying or checking anything: CHAIN_CONTRACT
+    (or its replacement after a development chain's reset), else the one remembered under CHAIN_DIR."""
+    with chain_call():
+        chain_id = w3.eth.chain_id
+    if getattr(settings, "CHAIN_CONTRACT", ""):
+        return _configured_address(chain_id)
+    return _remembered(chain_id).get("address")
+
+
+def _configured_address(chain_id: int) -> str:
+    configured = Web3.to_checksum_address(settings.CHAIN_CONTRACT)
+    remembered = _remembered(chain_id)
+    if remembered.get("replaces") == configured:
+        return remembered["address"]
+    return configured
+
+
+def registry_redeploy_if_gone(*, w3: Web3) -> str | None:
+    """After a development chain's reset: deploy the registry again if its code is gone; returns the
+    new address, or None when it is still there. A configured CHAIN_CONTRACT that is gone gets a
+    replacement remembered under CHAIN_DIR for this chain id (and logged: update CHAIN_CONTRACT)."""
+    with chain_call():
+        chain_id = w3.eth.chain_id
+        if not getattr(settings, "CHAIN_CONTRACT", ""):
+            remembered = _remembered(chain_id)
+            if remembered and bytes(w3.eth.get_code(remembered["address"])) == _registry_runtime():
+                return None
+            return registry_address(w3)
+        with _file_lock(chain_dir() / "deploy.lock"):
+            current = _configured_address(chain_id)
+            if bytes(w3.eth.get_code(current)):
+                return None
+            _deploy_refused_in_production(f"the registry at {current} is gone after a reset of chain {chain_id}")
+            address = registry_deploy(w3=w3)
+            configured = Web3.to_checksum_address(settings.CHAIN_CONTRACT)
+            _remember(chain_id, address=address, genesis=chain_genesis_hash(w3), replaces=configured)
+        logger.warning("CHAIN_CONTRACT %s is gone from the reset chain %s: deployed a replacement at %s; "
+                       "set CHAIN_CONTRACT=%s", configured, chain_id, address, address)
+        return address
 
 
 def registry_deploy(*, w3: Web3 | None = None, nonce: int | None = None) -> str:
@@ -344,6 +457,22 @@ def registry_deploy(*, w3: Web3 | None = None, nonce: int | None = None) -> str:
     return receipt["contractAddress"]
 
 
+def registry_holds(*, address: str, root: str, revocation: bool = False, w3: Web3 | None = None) -> bool:
+    """Whether the registry at `address` holds the anchor of `root` now (or, with `revocation`, its
+    revocation): the chain's state, so it does not depend on a node keeping old receipts. False when
+    no contract answers there any more."""
+    from web3.exceptions import BadFunctionCallOutput, ContractLogicError
+
+    contract = registry_contract(w3, address=address)
+    try:
+        with chain_call():
+            if revocation:
+                return contract.functions.revoked(root).call() != 0
+            return contract.functions.anchored_at(root).call()[0] != 0
+    except (BadFunctionCallOutput, ContractLogicError):
+        return False
+
+
 def registry_contract(w3: Web3 | None = None, *, address: str | None = None):
     w3 = w3 or chain_client()
     return w3.eth.contract(address=Web3.to_checksum_address(address) if address else registry_address(w3),
@@ -354,24 +483,93 @@ def registry_contract(w3: Web3 | None = None, *, address: str | None = None):
 
 
 def transaction_fees(*, w3: Web3) -> dict:
-    """EIP-1559 fees with room for the base fee to double before the transaction is mined."""
+    """EIP-1559 fees with room for the base fee to double before the transaction is mined; the
+    node's gas price on a chain without a base fee."""
     tip = int(getattr(settings, "CHAIN_PRIORITY_FEE_WEI", 10**9))
-    base = w3.eth.get_block("latest")["baseFeePerGas"]
+    with chain_call():
+        base = w3.eth.get_block("latest").get("baseFeePerGas")
+        if base is None:
+            return {"gasPrice": int(w3.eth.gas_price)}
     return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
 
 
-def transaction_sign(*, function: str, args: list, nonce: int, w3: Web3 | None = None) -> tuple[str, str]:
-    """Sign a call to the registry with a given nonce; returns (raw transaction, tx hash) as 0x-hex.
-    Needs the node (chain id and fees) but sends nothing."""
+def transaction_fees_bumped(fees: dict, *, market: dict) -> dict:
+    """Fees for a transaction replacing one sent with `fees` (same nonce): every fee raised by at
+    least CHAIN_FEE_BUMP_PERCENT (never under 12.5%, rounded up), and never under today's market."""
+    percent = max(float(getattr(settings, "CHAIN_FEE_BUMP_PERCENT", MIN_FEE_BUMP_PERCENT)), MIN_FEE_BUMP_PERCENT)
+    basis_points = round(percent * 100)
+
+    def bump(value: int) -> int:
+        return value + max(1, -(-value * basis_points // 10_000))
+
+    bumped = {name: max(bump(int(value)), int(market.get(name, 0))) for name, value in fees.items()}
+    if "maxFeePerGas" in bumped:  # the tip may have grown past the cap: keep cap >= tip
+        bumped["maxFeePerGas"] = max(bumped["maxFeePerGas"], bumped["maxPriorityFeePerGas"])
+    return bumped
+
+
+FEE_FIELDS = ("maxFeePerGas", "maxPriorityFeePerGas", "gasPrice")
+
+
+def transaction_fees_of(raw: str) -> dict:
+    """The fee fields of a signed transaction (EIP-1559 or legacy)."""
+    fields = _transaction_decode(raw)
+    return {name: fields[name] for name in FEE_FIELDS if name in fields}
+
+
+def _transaction_decode(raw: str) -> dict:
+    """A signed transaction's fields, without its signature (so it can be signed again)."""
+    from eth_account._utils.legacy_transactions import Transaction
+    from eth_account.typed_transactions import TypedTransaction
+    from hexbytes import HexBytes
+
+    data = bytes.fromhex(raw.removeprefix("0x"))
+    if data[0] <= 0x7F:  # EIP-2718 typed transaction
+        fields = dict(TypedTransaction.from_bytes(HexBytes(data)).as_dict())
+        fields.pop("type", None)
+    else:
+        fields = dict(Transaction.from_bytes(data).as_dict())
+        if fields["v"] >= 35:  # EIP-155: the chain id is folded into v
+            fields["chainId"] = (fields["v"] - 35) // 2
+    for name in ("v", "r", "s", "yParity"):
+        fields.pop(name, None)
+    return fields
+
+
+def transaction_sign(*, function: str, args: list, nonce: int, w3: Web3 | None = None,
+                     address: str | None = None) -> tuple[str, str]:
+    """Sign a call to the registry (at `address`, or registry_address()) with a given nonce; returns
+    (raw transaction, tx hash) as 0x-hex. Needs the node (chain id and fees) but sends nothing."""
     w3 = w3 or chain_client()
     signer = chain_signer()
     with chain_call():
-        contract = registry_contract(w3)
+        contract = registry_contract(w3, address=address)
         tx = getattr(contract.functions, function)(*args).build_transaction({
             "from": signer.address, "nonce": nonce, "gas": GAS_LIMITS[function], **transaction_fees(w3=w3),
             "chainId": w3.eth.chain_id,
         })
     signed = signer.sign_transaction(tx)
+    return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+
+def transaction_replace(raw: str, *, w3: Web3 | None = None) -> tuple[str, str]:
+    """The same transaction (same nonce, call and gas) signed again with bumped fees, to replace
+    one that sits unmined; returns (raw, tx hash) as 0x-hex. Raises ChainError when the bumped
+    maximum fee per gas would pass CHAIN_MAX_FEE_PER_GAS_WEI (0: no cap)."""
+    w3 = w3 or chain_client()
+    fields = _transaction_decode(raw)
+    fees = {name: fields[name] for name in FEE_FIELDS if name in fields}
+    market = transaction_fees(w3=w3)
+    if "gasPrice" in fees and "gasPrice" not in market:
+        market = {"gasPrice": market["maxFeePerGas"]}
+    elif "gasPrice" not in fees and "gasPrice" in market:
+        market = {"maxFeePerGas": market["gasPrice"], "maxPriorityFeePerGas": 0}
+    bumped = transaction_fees_bumped(fees, market=market)
+    cap = int(getattr(settings, "CHAIN_MAX_FEE_PER_GAS_WEI", 0) or 0)
+    highest = bumped.get("maxFeePerGas", bumped.get("gasPrice", 0))
+    if cap and highest > cap:
+        raise ChainError(f"a replacement needs {highest} wei per gas, over CHAIN_MAX_FEE_PER_GAS_WEI={cap}")
+    signed = chain_signer().sign_transaction({**fields, **bumped})
     return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
 
@@ -419,20 +617,33 @@ def transaction_known(tx_hash: str, *, w3: Web3 | None = None) -> bool:
 
 
 def chain_status() -> dict[str, Any]:
-    """For health checks: mode, reachability, head, signer, balance, contract."""
+    """For health checks: mode, reachability, head, genesis, signer, balance, contract, and what the
+    registry's records say about this chain: the last reset recovered (`last_reset`), or a `problem`
+    (a reset not recovered yet, or anchors gone from a chain that is not a development one)."""
+    from django.db import DatabaseError
+
+    from rights.registry import registry_chain_report
+
     status: dict[str, Any] = {"mode": "embedded" if chain_embedded() else "rpc", "ok": False}
     try:
         w3 = chain_client()
         signer = chain_signer()
         with chain_call():
+            chain_id = w3.eth.chain_id
             status.update(
-                chain_id=w3.eth.chain_id, block_number=w3.eth.block_number, signer=signer.address,
+                chain_id=chain_id, development=chain_is_development(chain_id), genesis=chain_genesis_hash(w3),
+                block_number=w3.eth.block_number, signer=signer.address,
                 balance_wei=w3.eth.get_balance(signer.address),
             )
-            address = registry_address(w3)
+        try:
+            status.update(registry_chain_report(w3=w3, chain_id=chain_id, genesis=status["genesis"]))
+        except DatabaseError as exc:
+            status["records"] = f"unavailable: {exc.__class__.__name__}"
+        with chain_call():
+            address = registry_address(w3, redeploy=False)  # a reset is for the batcher to recover and record
             code = bytes(w3.eth.get_code(address))
-        status.update(contract=address, contract_ok=code == bytes.fromhex(registry_artifact()["bytecode_runtime"][2:]))
-        status["ok"] = status["contract_ok"]
+        status.update(contract=address, contract_ok=code == _registry_runtime())
+        status["ok"] = status["contract_ok"] and not status.get("problem")
     except ChainError as exc:
         status["error"] = f"{exc.code}: {exc}"
     return status

@@ -6,11 +6,27 @@ Every chain transaction is signed with a nonce taken from ChainState under a row
 that commits. So a crash or an outage at any point leaves a signed transaction that is sent again
 byte for byte (same nonce, same hash: it cannot be mined twice), and pending registrations stay
 pending. Batches span organizations, so this module works inside `dangerously_unscoped()`.
+
+A transaction left unmined for CHAIN_FEE_BUMP_AFTER_S is signed again with the same nonce and fees
+raised by CHAIN_FEE_BUMP_PERCENT (at least 12.5%); the batch keeps every hash of its nonce and is
+settled by whichever one is mined (only one can be).
+
+The records name one chain: ChainState keeps its genesis (block 0) hash. When the node's genesis
+changes under the same chain id, or the newest batch we saw mined is gone from it, the chain was
+reset or reorganised. The rule: only a development chain (the embedded EVM, or a chain id in
+CHAIN_DEV_CHAIN_IDS: anvil's 31337 and geth --dev's 1337 by default) is recovered by itself: its
+batches become `lost`, their registrations pending again (revoked ones stay revoked, off chain), the
+nonce is taken from the node, the registry is deployed again if its code is gone, and the reset is
+recorded (ChainState.last_reset, the audit log, an error in the log); the batcher then anchors them
+all again. Any other chain is never re-anchored: a changed genesis stops signing and sending for it
+(ChainReplaced: the node serves another network), and anchors gone after their confirmations are
+logged as errors and reported by chain_status, the records left as they are, for an operator.
 """
 from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from eth_abi import encode as abi_encode
@@ -74,31 +90,146 @@ def merkle_root_from_proof(*, leaf: str, proof: list[str]) -> str:
     return Web3.to_hex(node)
 
 
-# --- Nonces ------------------------------------------------------------------------------------
+# --- Which chain the records are about ----------------------------------------------------------
 
 
 def _chain_state_locked(*, w3, signer: str) -> ChainState:
-    """This chain's nonce row, locked until the surrounding transaction ends."""
-    chain_id = w3.eth.chain_id
+    """This chain's row, locked until the surrounding transaction ends, once the node is known to
+    serve the chain the records are about: the same genesis, and the newest batch we saw mined still
+    there. A development chain that was reset is recovered here, under the lock, so by one worker;
+    another chain whose genesis changed raises ChainReplaced, so nothing is signed or sent for it."""
+    with chain.chain_call():
+        chain_id = w3.eth.chain_id
+    genesis = chain.chain_genesis_hash(w3)
     if not ChainState.objects.filter(chain_id=chain_id).exists():
         try:
             with transaction.atomic():
-                ChainState.objects.create(chain_id=chain_id, signer=signer)
+                ChainState.objects.create(chain_id=chain_id, signer=signer, genesis_hash=genesis)
         except IntegrityError:
             pass  # another worker created it first
-    return ChainState.objects.select_for_update().get(chain_id=chain_id)
+    state = ChainState.objects.select_for_update().get(chain_id=chain_id)
+    development = chain.chain_is_development(chain_id)
+    if not state.genesis_hash:  # a row from before genesis hashes were recorded
+        state.genesis_hash = genesis
+        state.save(update_fields=["genesis_hash", "updated_at"])
+    elif state.genesis_hash != genesis:
+        reason = f"genesis changed from {state.genesis_hash} to {genesis}"
+        if not development:
+            logger.critical("chain %s: %s; not a development chain, so nothing is signed or sent for it until "
+                            "the node serves the recorded chain again (see CHAIN_DEV_CHAIN_IDS)", chain_id, reason)
+            raise chain.ChainReplaced(f"chain {chain_id}: {reason}")
+        _chain_reset_recover(state=state, w3=w3, signer=signer, genesis=genesis, reason=reason)
+        return state
+    vanished = _batch_vanished(state=state, w3=w3)
+    if vanished is not None:
+        reason = _vanished_reason(vanished)
+        if development:
+            _chain_reset_recover(state=state, w3=w3, signer=signer, genesis=genesis, reason=reason)
+        else:
+            logger.error("chain %s: %s: a reorg deeper than the confirmations, a node out of sync or another "
+                         "network; records kept as they are, nothing re-anchored", chain_id, reason)
+    return state
+
+
+def _batch_vanished(*, state: ChainState, w3) -> RegistrationBatch | None:
+    """The newest batch we saw mined on this chain, if the registry no longer holds what it wrote
+    (read from the contract's state, not from receipts that a node may prune). On a development
+    chain any mined one counts (those chains do not reorganise); elsewhere only a confirmed one: a
+    shallow reorg that drops a mined one is handled by sending it again."""
+    statuses = [BatchStatus.CONFIRMED]
+    if chain.chain_is_development(state.chain_id):
+        statuses.append(BatchStatus.MINED)
+    newest = (RegistrationBatch.objects
+              .filter(chain_id=state.chain_id, chain_epoch=state.epoch, status__in=statuses)
+              .order_by("-block_number", "-nonce").first())
+    if newest is None or chain.registry_holds(address=newest.contract, root=newest.merkle_root,
+                                              revocation=newest.kind == BatchKind.REVOKE, w3=w3):
+        return None
+    return newest
+
+
+def _vanished_reason(batch: RegistrationBatch) -> str:
+    return (f"batch {batch.pk} ({batch.kind} {batch.merkle_root}, tx {batch.tx_hash}, block {batch.block_number}) "
+            f"is no longer in the registry at {batch.contract}")
+
+
+def registry_chain_check(*, w3=None) -> ChainState:
+    """Before sending or settling anything: make sure the node still serves the chain the records
+    are about, recovering a development chain that was reset (see the module's rule)."""
+    w3 = w3 or chain.chain_client()
+    with transaction.atomic():
+        return _chain_state_locked(w3=w3, signer=chain.chain_signer().address)
+
+
+def _chain_reset_recover(*, state: ChainState, w3, signer: str, genesis: str, reason: str) -> None:
+    """A development chain was reset: nothing we anchored on it exists any more. Its batches become
+    `lost` and their registrations pending again, the nonce comes from the node, the registry is
+    deployed again when its code is gone, and the reset is recorded. Under the ChainState lock."""
+    redeployed = chain.registry_redeploy_if_gone(w3=w3)
+    with chain.chain_call():
+        nonce = w3.eth.get_transaction_count(signer, "pending")
+    lost = (RegistrationBatch.objects.filter(chain_id=state.chain_id, chain_epoch=state.epoch)
+            .exclude(status__in=[BatchStatus.FAILED, BatchStatus.LOST]))
+    batches = lost.count()
+    off_chain = {"batch": None, "proof": [], "tx_hash": "", "block_number": None, "confirmations": 0,
+                 "anchored_at": None}
+    anchored = Registration.objects.filter(batch__in=lost.values("pk"))
+    requeued = anchored.exclude(status=RegistrationStatus.REVOKED).update(
+        status=RegistrationStatus.PENDING, **off_chain)
+    anchored.update(**off_chain)  # the revoked ones: off chain, and staying revoked
+    Registration.objects.filter(revocation__in=lost.values("pk")).update(revocation=None)
+    lost.update(status=BatchStatus.LOST, error=f"chain reset: {reason}"[:2000])
+    before = {"genesis_hash": state.genesis_hash, "epoch": state.epoch, "next_nonce": state.next_nonce}
+    state.last_reset = {"at": timezone.now().isoformat(), "reason": reason, "previous_genesis": state.genesis_hash,
+                        "batches_lost": batches, "registrations_requeued": requeued, "nonce": nonce,
+                        "registry_redeployed": redeployed}
+    state.genesis_hash = genesis
+    state.epoch += 1
+    state.signer = signer
+    state.next_nonce = nonce
+    state.save(update_fields=["genesis_hash", "epoch", "signer", "next_nonce", "last_reset", "updated_at"])
+    audit_record(actor=Actor.system(), action="chain.reset", target=state, before=before,
+                 after={"genesis_hash": genesis, "epoch": state.epoch, "next_nonce": nonce, **state.last_reset})
+    logger.error("development chain %s was reset (%s): %s batch(es) lost, %s registration(s) back to pending, "
+                 "nonce %s from the node%s", state.chain_id, reason, batches, requeued, nonce,
+                 f", registry deployed again at {redeployed}" if redeployed else "")
+
+
+def registry_chain_report(*, w3, chain_id: int, genesis: str) -> dict:
+    """What the records say about the chain the node serves now, for chain_status: the last reset
+    recovered, and a `problem` (recovered on the next round on a development chain; elsewhere for an
+    operator to look at)."""
+    state = ChainState.objects.filter(chain_id=chain_id).first()
+    if state is None:
+        return {}
+    report: dict = {"epoch": state.epoch}
+    if state.last_reset:
+        report["last_reset"] = state.last_reset
+    development = chain.chain_is_development(chain_id)
+    then = "recovered on the next batcher round" if development else "left for an operator, nothing re-anchored"
+    if state.genesis_hash and state.genesis_hash != genesis:
+        report["problem"] = f"chain_replaced: genesis {genesis}, recorded {state.genesis_hash}; {then}"
+    else:
+        vanished = _batch_vanished(state=state, w3=w3)
+        if vanished is not None:
+            report["problem"] = f"anchors_missing: {_vanished_reason(vanished)}; {then}"
+    return report
+
+
+# --- Nonces ------------------------------------------------------------------------------------
 
 
 def _nonce_allocate(*, state: ChainState, w3, signer: str) -> int:
     """The next nonce for our signer, under the ChainState row lock: past everything the node has
-    seen, and past our own signed or sent transactions it has not mined yet (they hold their nonces
-    until they are mined or given up). The unique (chain_id, nonce) constraint on batches is the last
-    wall against a reused nonce."""
+    seen, and past our own transactions on this chain it has not mined yet (they hold their nonces
+    until they are mined or given up) or that a lagging node does not show. The unique
+    (chain_id, chain_epoch, nonce) constraint on batches is the last wall against a reused nonce."""
     with chain.chain_call():
         on_chain = w3.eth.get_transaction_count(signer, "pending")
     outstanding = (RegistrationBatch.objects
-                   .filter(chain_id=state.chain_id, status__in=[BatchStatus.SIGNED, BatchStatus.SENT],
-                           nonce__gte=on_chain)
+                   .filter(chain_id=state.chain_id, chain_epoch=state.epoch, nonce__gte=on_chain,
+                           status__in=[BatchStatus.SIGNED, BatchStatus.SENT, BatchStatus.MINED,
+                                       BatchStatus.CONFIRMED])
                    .aggregate(highest=models.Max("nonce"))["highest"])
     nonce = on_chain if outstanding is None else max(on_chain, outstanding + 1)
     state.signer = signer
@@ -111,20 +242,42 @@ def _transaction_create(*, kind: str, function: str, args: list, merkle_root: st
     """Inside an atomic block: allocate a nonce, sign, and store the transaction as `signed`."""
     w3 = chain.chain_client()
     signer = chain.chain_signer().address
-    contract = chain.registry_address(w3)  # may deploy on first use (not in production)
     state = _chain_state_locked(w3=w3, signer=signer)
+    contract = chain.registry_address(w3)  # may deploy on first use (not in production)
     nonce = _nonce_allocate(state=state, w3=w3, signer=signer)
-    raw, tx_hash = chain.transaction_sign(function=function, args=args, nonce=nonce, w3=w3)
+    raw, tx_hash = chain.transaction_sign(function=function, args=args, nonce=nonce, w3=w3, address=contract)
     return RegistrationBatch.objects.create(
-        kind=kind, merkle_root=merkle_root, size=size, chain_id=state.chain_id, contract=contract,
-        nonce=nonce, raw_tx=raw, tx_hash=tx_hash, status=BatchStatus.SIGNED,
+        kind=kind, merkle_root=merkle_root, size=size, chain_id=state.chain_id, chain_epoch=state.epoch,
+        contract=contract, nonce=nonce, raw_tx=raw, tx_hash=tx_hash, status=BatchStatus.SIGNED,
+        transactions=[_transaction_entry(raw, tx_hash)],
     )
+
+
+def _transaction_entry(raw: str, tx_hash: str) -> dict:
+    return {"hash": tx_hash, "raw": raw, "fees": chain.transaction_fees_of(raw),
+            "signed_at": timezone.now().isoformat()}
+
+
+def _batch_transactions(batch: RegistrationBatch) -> list[dict]:
+    """Every transaction signed for the batch's nonce, oldest first (rows from before replacements
+    existed have only their one)."""
+    return batch.transactions or [{"hash": batch.tx_hash, "raw": batch.raw_tx}]
+
+
+def _batch_receipt(batch: RegistrationBatch, *, w3) -> tuple[dict | None, dict | None]:
+    """The receipt of whichever transaction of the batch's nonce was mined, and that transaction;
+    (None, None) while none is. Newest first: that is the one usually mined."""
+    for entry in reversed(_batch_transactions(batch)):
+        receipt = chain.transaction_receipt(entry["hash"], w3=w3)
+        if receipt is not None:
+            return receipt, entry
+    return None, None
 
 
 def _transaction_send(batch: RegistrationBatch) -> str:
     """Send (or send again) a signed transaction: "sent" when the node has it, "down", or "refused".
-    An outage leaves it
-    `signed` for the next round; a nonce taken by another transaction puts its work back in the queue."""
+    An outage leaves it `signed` for the next round; a nonce taken by another transaction (not one
+    of this batch's own) puts its work back in the queue."""
     batch.attempts += 1
     try:
         chain.transaction_send(batch.raw_tx)
@@ -133,10 +286,10 @@ def _transaction_send(batch: RegistrationBatch) -> str:
         RegistrationBatch.objects.filter(pk=batch.pk).update(attempts=batch.attempts, error=batch.error)
         logger.warning("registry transaction %s (nonce %s) not sent: %s", batch.tx_hash, batch.nonce, exc)
         if isinstance(exc, chain.TransactionRejected) and exc.nonce_too_low:
-            if chain.transaction_receipt(batch.tx_hash) is None:
+            if _batch_receipt(batch, w3=chain.chain_client())[0] is None:
                 _batch_requeue(batch, error=f"dropped: {exc}")
                 return "refused"
-            # Mined already: sent before a crash that came before we could record it.
+            # Mined already (this one or an earlier one of its nonce): the next round settles it.
         else:
             return "down" if isinstance(exc, chain.ChainUnavailable) else "refused"
     if batch.status == BatchStatus.SIGNED:
@@ -146,6 +299,46 @@ def _transaction_send(batch: RegistrationBatch) -> str:
     RegistrationBatch.objects.filter(pk=batch.pk).update(
         attempts=batch.attempts, status=batch.status, sent_at=batch.sent_at, error="")
     return "sent"
+
+
+def _batch_fee_bump(batch: RegistrationBatch, *, w3) -> bool:
+    """Replace a transaction that stayed unmined too long: the same call and nonce, signed with
+    higher fees, stored (with every earlier hash of the nonce) before it is sent. False when it is
+    not due yet, another worker did it, or the fee cap stops it."""
+    after_s = float(getattr(settings, "CHAIN_FEE_BUMP_AFTER_S", 180))
+    entries = _batch_transactions(batch)
+    last = max(filter(None, [batch.sent_at, *(_parse_time(entry.get("signed_at")) for entry in entries)]),
+               default=None)
+    if last is None or (timezone.now() - last).total_seconds() < after_s:
+        return False
+    with transaction.atomic():
+        locked = RegistrationBatch.objects.select_for_update().get(pk=batch.pk)
+        if locked.status != BatchStatus.SENT or locked.tx_hash != batch.tx_hash:
+            return False
+        try:
+            raw, tx_hash = chain.transaction_replace(locked.raw_tx, w3=w3)
+        except chain.ChainUnavailable:
+            raise
+        except chain.ChainError as exc:
+            RegistrationBatch.objects.filter(pk=batch.pk).update(error=f"{exc.code}: {exc}"[:2000])
+            logger.error("registry transaction %s (nonce %s) unmined, not replaced: %s",
+                         batch.tx_hash, batch.nonce, exc)
+            return False
+        batch.transactions = [*entries, _transaction_entry(raw, tx_hash)]
+        batch.raw_tx, batch.tx_hash = raw, tx_hash
+        RegistrationBatch.objects.filter(pk=batch.pk).update(
+            raw_tx=raw, tx_hash=tx_hash, transactions=batch.transactions)
+    logger.warning("registry transaction %s (nonce %s) unmined for %ss: replaced by %s with fees %s",
+                   entries[-1]["hash"], batch.nonce, round((timezone.now() - last).total_seconds()), tx_hash,
+                   batch.transactions[-1]["fees"])
+    _transaction_send(batch)
+    return True
+
+
+def _parse_time(value: str | None):
+    from django.utils.dateparse import parse_datetime
+
+    return parse_datetime(value) if value else None
 
 
 # --- Services ----------------------------------------------------------------------------------
@@ -185,12 +378,15 @@ def registration_anchor_batch(*, max_size: int = 1000) -> RegistrationBatch | No
     return batch
 
 
-def registration_batches_send() -> int:
-    """Send again every signed transaction the node has not taken yet, lowest nonce first (a node
-    may refuse a nonce gap); returns how many it took."""
+def registration_batches_send(*, state: ChainState | None = None) -> int:
+    """Send again every signed transaction of this chain the node has not taken yet, lowest nonce
+    first (a node may refuse a nonce gap); returns how many it took. Checks the chain first."""
     sent = 0
     with dangerously_unscoped():
-        for batch in RegistrationBatch.objects.filter(status=BatchStatus.SIGNED).order_by("chain_id", "nonce"):
+        state = state or registry_chain_check()
+        signed = RegistrationBatch.objects.filter(chain_id=state.chain_id, chain_epoch=state.epoch,
+                                                  status=BatchStatus.SIGNED)
+        for batch in signed.order_by("nonce"):
             outcome = _transaction_send(batch)
             if outcome == "down":
                 break
@@ -201,7 +397,8 @@ def registration_batches_send() -> int:
 def _batch_requeue(batch: RegistrationBatch, *, error: str) -> None:
     """The transaction will never be mined as signed: put its registrations back to pending."""
     with transaction.atomic():
-        RegistrationBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.FAILED, error=error[:2000])
+        RegistrationBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.FAILED, error=error[:2000],
+                                                             tx_hash=batch.tx_hash, raw_tx=batch.raw_tx)
         if batch.kind == BatchKind.ANCHOR:
             Registration.objects.filter(batch=batch).exclude(status=RegistrationStatus.REVOKED).update(
                 batch=None, proof=[], tx_hash="", status=RegistrationStatus.PENDING)
@@ -213,35 +410,51 @@ def _batch_requeue(batch: RegistrationBatch, *, error: str) -> None:
 
 
 def registrations_confirm(*, confirmations: int = 1) -> int:
-    """Settle sent transactions from their receipts: mined ones mark their registrations anchored,
-    deep enough ones confirmed. Unsent ones are sent again first. Returns how many registrations
-    became confirmed. Raises ChainUnavailable when the node is down (nothing changes)."""
+    """Settle this chain's sent transactions from their receipts: mined ones mark their registrations
+    anchored, deep enough ones confirmed; ones unmined too long are replaced with higher fees. The
+    chain is checked and unsent ones are sent again first. Returns how many registrations became
+    confirmed. Raises ChainUnavailable when the node is down (nothing changes)."""
     w3 = chain.chain_client()
     confirmed = 0
     with dangerously_unscoped():
-        registration_batches_send()
+        state = registry_chain_check(w3=w3)
+        registration_batches_send(state=state)
         with chain.chain_call():
             head = w3.eth.block_number
         open_batches = RegistrationBatch.objects.filter(
-            status__in=[BatchStatus.SENT, BatchStatus.MINED, BatchStatus.SIGNED]).order_by("chain_id", "nonce")
+            chain_id=state.chain_id, chain_epoch=state.epoch,
+            status__in=[BatchStatus.SENT, BatchStatus.MINED, BatchStatus.SIGNED]).order_by("nonce")
         for batch in open_batches:
-            receipt = chain.transaction_receipt(batch.tx_hash, w3=w3)
+            receipt, mined = _batch_receipt(batch, w3=w3)
             if receipt is None:
-                _batch_unmined(batch)
+                _batch_unmined(batch, w3=w3)
                 continue
+            batch.tx_hash, batch.raw_tx = mined["hash"], mined["raw"]
             if receipt["status"] != 1:
                 _batch_requeue(batch, error=f"reverted in block {receipt['blockNumber']}")
                 continue
+            if not any(log["address"].lower() == batch.contract.lower() for log in receipt["logs"]):
+                # A call to an address without code succeeds and does nothing.
+                _batch_requeue(batch, error=f"mined in block {receipt['blockNumber']} without an event from "
+                                            f"the registry at {batch.contract}: no contract there")
+                continue
+            # The head was read before this receipt: a block mined since then is still a block.
+            head = max(head, receipt["blockNumber"])
             confirmed += _batch_mined(batch, receipt=receipt, depth=head - receipt["blockNumber"] + 1,
                                       confirmations=confirmations)
     return confirmed
 
 
-def _batch_unmined(batch: RegistrationBatch) -> None:
-    """No receipt: still waiting in the pool, lost by the node (resend), or replaced (requeue)."""
-    if batch.status == BatchStatus.SIGNED or chain.transaction_known(batch.tx_hash):
+def _batch_unmined(batch: RegistrationBatch, *, w3) -> None:
+    """No receipt: still waiting in the pool (replaced with higher fees when it waited too long),
+    or lost by the node (sent again)."""
+    if batch.status == BatchStatus.SIGNED:
         return
-    _transaction_send(batch)
+    if not any(chain.transaction_known(entry["hash"], w3=w3) for entry in reversed(_batch_transactions(batch))):
+        _transaction_send(batch)
+        return
+    if batch.status == BatchStatus.SENT:
+        _batch_fee_bump(batch, w3=w3)
 
 
 def _batch_mined(batch: RegistrationBatch, *, receipt: dict, depth: int, confirmations: int) -> int:
@@ -251,7 +464,7 @@ def _batch_mined(batch: RegistrationBatch, *, receipt: dict, depth: int, confirm
     with transaction.atomic():
         RegistrationBatch.objects.filter(pk=batch.pk).update(
             status=status, block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"], error="",
-            confirmed_at=now if done else None)
+            tx_hash=batch.tx_hash, raw_tx=batch.raw_tx, confirmed_at=now if done else None)
         if batch.kind != BatchKind.ANCHOR:
             return 0
         registrations = Registration.objects.filter(batch=batch)

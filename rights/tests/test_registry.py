@@ -17,7 +17,7 @@ from web3 import Web3
 from accounts.audit import Actor
 from accounts.tenancy import dangerously_unscoped, tenant_scope
 from rights import chain
-from rights.models import Content, Registration, RegistrationBatch, RegistrationStatus
+from rights.models import ChainState, Content, Registration, RegistrationBatch, RegistrationStatus
 from rights.models.registry import BatchStatus
 from rights.registry import (
     merkle_root_from_proof,
@@ -114,7 +114,7 @@ def test_batch_anchors_both_tenants_with_verifiable_proofs(embedded_chain, tenan
                                                            django_assert_max_num_queries):
     make_contents(tenant_a, 3)
     make_contents(tenant_b, 2)
-    with django_assert_max_num_queries(13):  # the first batch also creates the ChainState row
+    with django_assert_max_num_queries(14):  # the first batch also creates the ChainState row
         batch = registration_anchor_batch(max_size=1000)
     assert batch.status == BatchStatus.SENT and batch.size == 5
     assert registrations_confirm(confirmations=1) == 5
@@ -134,8 +134,9 @@ def test_anchor_query_count_does_not_grow_with_batch_size(embedded_chain, tenant
                                                          django_assert_num_queries, django_assert_max_num_queries):
     make_contents(tenant_a, 1)
     registration_anchor_batch()
-    # 10 queries, plus one per chunk of bulk_update where SQLite's parameter limit splits it
-    for size, assert_queries in ((3, django_assert_num_queries(10)), (300, django_assert_max_num_queries(12))):
+    # 11 queries (one of them: is the newest mined batch still on the chain?), plus one per chunk of
+    # bulk_update where SQLite's parameter limit splits it
+    for size, assert_queries in ((3, django_assert_num_queries(11)), (300, django_assert_max_num_queries(13))):
         make_contents(tenant_a, size // 3)
         make_contents(tenant_b, size - size // 3)
         with assert_queries:
@@ -211,10 +212,11 @@ def test_signer_key_is_generated_once_with_mode_0600(embedded_chain):
     assert chain.chain_signer().address == first.address
 
 
-def test_chain_status_reports_the_embedded_chain(embedded_chain):
+def test_chain_status_reports_the_embedded_chain(embedded_chain, db):
     status = chain.chain_status()
     assert status["ok"] and status["mode"] == "embedded" and status["contract_ok"]
     assert status["signer"] == chain.chain_signer().address
+    assert status["development"] and status["genesis"].startswith("0x") and "problem" not in status
 
 
 # --- Persistence of the embedded chain -------------------------------------------------------
@@ -288,3 +290,72 @@ def test_an_unreachable_node_loses_nothing(settings, tmp_path, monkeypatch, tena
         assert chain.chain_status()["ok"] is False
     finally:
         chain.chain_client_reset()
+
+
+# --- Replacing a stuck transaction (the pool itself is tested on anvil) ----------------------
+
+
+@pytest.mark.parametrize(("fees", "market", "expected"), [
+    ({"maxFeePerGas": 10, "maxPriorityFeePerGas": 2}, {}, {"maxFeePerGas": 12, "maxPriorityFeePerGas": 3}),
+    ({"maxFeePerGas": 8 * 10**9, "maxPriorityFeePerGas": 10**9}, {"maxFeePerGas": 20 * 10**9},
+     {"maxFeePerGas": 20 * 10**9, "maxPriorityFeePerGas": 1_125_000_000}),
+    ({"gasPrice": 1000}, {"gasPrice": 1}, {"gasPrice": 1125}),
+])
+def test_fee_bump_raises_every_fee_by_at_least_12_5_percent(settings, fees, market, expected):
+    settings.CHAIN_FEE_BUMP_PERCENT = 5  # too little for nodes: 12.5% is the floor
+    assert chain.transaction_fees_bumped(fees, market=market) == expected
+
+
+def test_a_replacement_is_the_same_call_and_nonce_with_higher_fees(embedded_chain, settings):
+    raw, tx_hash = chain.transaction_sign(function="anchor", args=[Web3.keccak(text="root"), 1], nonce=7)
+    replacement, replacement_hash = chain.transaction_replace(raw)
+    original, replaced = chain._transaction_decode(raw), chain._transaction_decode(replacement)
+    assert replacement_hash != tx_hash
+    for name in ("maxFeePerGas", "maxPriorityFeePerGas"):
+        assert replaced.pop(name) * 1000 >= original.pop(name) * 1125
+    assert replaced == original and replaced["nonce"] == 7
+    settings.CHAIN_MAX_FEE_PER_GAS_WEI = chain.transaction_fees_of(raw)["maxFeePerGas"]
+    with pytest.raises(chain.ChainError, match="CHAIN_MAX_FEE_PER_GAS_WEI"):
+        chain.transaction_replace(raw)
+
+
+# --- A development chain that was reset ------------------------------------------------------
+
+
+def test_a_wiped_embedded_chain_is_recovered_and_everything_anchored_again(embedded_chain, settings, tmp_path,
+                                                                           tenant_a, tenant_b):
+    from accounts.models import AuditEntry
+
+    make_contents(tenant_a, 3)
+    make_contents(tenant_b, 2)
+    first = registration_anchor_batch()
+    assert registrations_confirm() == 5
+    victim = next(r for r in registrations() if r.organization_id == tenant_b.organization.pk)
+    with tenant_scope(tenant_b.organization):
+        registration_revoke(registration=victim, reason="licence ended", actor=Actor.system())
+    registrations_confirm()
+    old_genesis = chain.chain_status()["genesis"]
+
+    settings.CHAIN_DIR = tmp_path / "wiped"  # CHAIN_DIR lost (journal and key), the database kept
+    chain.chain_client_reset()
+    status = chain.chain_status()
+    assert status["genesis"] != old_genesis and status["problem"].startswith("chain_replaced")
+    assert not status["ok"]
+    assert not chain.registry_holds(address=first.contract, root=first.merkle_root)  # no contract there now
+
+    registrations_confirm()  # notices the reset first, before it sends or settles anything
+    with dangerously_unscoped():
+        assert set(RegistrationBatch.objects.values_list("status", flat=True)) == {BatchStatus.LOST}
+        state = ChainState.objects.get()
+        assert AuditEntry.objects.filter(action="chain.reset", target_id=str(state.chain_id)).count() == 1
+    assert {r.status for r in registrations()} == {RegistrationStatus.PENDING, RegistrationStatus.REVOKED}
+    assert state.epoch == 1 and state.last_reset["previous_genesis"] == old_genesis
+    assert state.last_reset["batches_lost"] == 2 and state.last_reset["registrations_requeued"] == 4
+
+    batch = registration_anchor_batch()
+    assert batch.chain_epoch == 1 and batch.size == 4
+    assert registrations_confirm() == 4
+    for registration in registrations():
+        assert proof_verify_onchain(registration) == (registration.pk != victim.pk)
+    status = chain.chain_status()
+    assert status["ok"] and status["last_reset"]["registrations_requeued"] == 4 and "problem" not in status

@@ -22,7 +22,7 @@ from web3 import Web3
 from accounts.audit import Actor
 from accounts.tenancy import dangerously_unscoped, tenant_scope
 from rights import chain
-from rights.models import Registration, RegistrationBatch, RegistrationStatus
+from rights.models import ChainState, Registration, RegistrationBatch, RegistrationStatus
 from rights.models.registry import BatchStatus
 from rights.registry import (
     proof_verify_onchain,
@@ -53,9 +53,10 @@ def _free_port() -> int:
 
 
 class Anvil:
-    def __init__(self, state_file):
+    def __init__(self, state_file, *, chain_id: int | None = None):
         self.port = _free_port()
         self.state_file = state_file
+        self.chain_id = chain_id
         self.process: subprocess.Popen | None = None
 
     @property
@@ -64,6 +65,8 @@ class Anvil:
 
     def start(self, *, keep_state: bool = True) -> None:
         args = [ANVIL_BIN, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
+        if self.chain_id is not None:
+            args += ["--chain-id", str(self.chain_id)]
         if keep_state:
             args += ["--state", str(self.state_file), "--preserve-historical-states"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -89,13 +92,21 @@ class Anvil:
                 self.process.wait()
         self.process = None
 
+    def restart_without_state(self) -> None:
+        """A development chain reset: the same node, port and chain id, a new genesis, nothing else."""
+        self.stop()
+        time.sleep(1.1)  # anvil's genesis carries the start time in seconds
+        self.start(keep_state=False)
+
     def rpc(self, method: str, params: list | None = None):
-        return Web3(Web3.HTTPProvider(self.url)).provider.make_request(method, params or [])
+        response = Web3(Web3.HTTPProvider(self.url)).provider.make_request(method, params or [])
+        assert "error" not in response, response
+        return response.get("result")
 
 
 @pytest.fixture
-def anvil(settings, tmp_path, monkeypatch):
-    node = Anvil(tmp_path / "anvil-state.json")
+def anvil(request, settings, tmp_path, monkeypatch):
+    node = Anvil(tmp_path / "anvil-state.json", chain_id=getattr(request, "param", None))
     node.start()
     settings.CHAIN_RPC_URL = node.url
     settings.CHAIN_CONTRACT = ""
@@ -259,3 +270,226 @@ def test_deploy_registry_command_then_chain_contract_is_used(anvil, settings, te
     registrations_confirm()
     assert batch.contract == Web3.to_checksum_address(address)
     assert all(proof_verify_onchain(r) for r in registrations())
+
+
+# --- A chain reset under the same chain id ---------------------------------------------------
+
+PRODUCTION_CHAIN_ID = 4242  # any chain id that is not a development one
+
+
+def chain_state() -> ChainState:
+    return ChainState.objects.get(chain_id=chain.chain_client().eth.chain_id)
+
+
+def anchor_everything() -> None:
+    """What the worker's batcher does each sweep."""
+    while registration_anchor_batch(max_size=4) is not None:
+        pass
+    registrations_confirm()
+
+
+def test_anvil_restarted_without_its_state_is_recovered_and_reanchored_once(anvil, tenant_a, tenant_b,
+                                                                             monkeypatch):
+    make_contents(tenant_a, 5)
+    make_contents(tenant_b, 3)
+    anchor_everything()
+    assert {r.status for r in registrations()} == {RegistrationStatus.CONFIRMED}
+    old_genesis, old_contract = chain_state().genesis_hash, chain.registry_address()
+    # One more batch is signed but never sent: the node goes down first...
+    make_contents(tenant_b, 2)
+    real_send = chain.transaction_send
+
+    def node_dies_first(raw, **kwargs):
+        anvil.stop()
+        return real_send(raw, **kwargs)
+
+    monkeypatch.setattr(chain, "transaction_send", node_dies_first)
+    signed = registration_anchor_batch()
+    monkeypatch.setattr(chain, "transaction_send", real_send)
+    assert RegistrationBatch.objects.get(pk=signed.pk).status == BatchStatus.SIGNED
+    # ...and comes back as a new chain with the same id: the contract and every anchor are gone.
+    anvil.restart_without_state()
+    status = chain.chain_status()
+    assert status["chain_id"] == 31337 and status["development"]
+    assert status["genesis"] != old_genesis and status["problem"].startswith("chain_replaced")
+    assert not status["ok"]
+
+    assert registrations_confirm() == 0  # recovers before it sends anything of the old chain
+    state = chain_state()
+    assert state.epoch == 1 and state.genesis_hash == status["genesis"]
+    assert state.last_reset["previous_genesis"] == old_genesis and state.last_reset["batches_lost"] == 3
+    assert state.last_reset["registrations_requeued"] == 10 and state.last_reset["nonce"] == 1
+    assert state.last_reset["registry_redeployed"]  # the deployment is the new chain's nonce 0
+    assert set(RegistrationBatch.objects.values_list("status", flat=True)) == {BatchStatus.LOST}
+    assert {(r.status, r.batch_id) for r in registrations()} == {(RegistrationStatus.PENDING, None)}
+    assert chain.chain_client().eth.get_transaction_count(chain.chain_signer().address) == 1
+
+    anchor_everything()
+    assert_each_registration_confirmed_exactly_once()  # the new chain's logs, from block 0
+    new_batches = RegistrationBatch.objects.filter(chain_epoch=1)
+    assert sorted(new_batches.values_list("nonce", flat=True)) == [1, 2, 3]
+    assert {b.contract for b in new_batches} == {chain.registry_address()} and old_contract  # same signer, nonce 0
+    status = chain.chain_status()
+    assert status["ok"] and "problem" not in status and status["last_reset"]["batches_lost"] == 3
+
+
+def test_a_configured_contract_gone_with_the_reset_gets_a_replacement(anvil, settings, tenant_a):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    w3 = chain.chain_client()
+    signer = chain.chain_signer().address
+    w3.eth.send_transaction({"from": signer, "to": signer, "value": 0})  # the old chain's deployment is nonce 1
+    out = StringIO()
+    call_command("deploy_registry", stdout=out)
+    configured = out.getvalue().strip().splitlines()[-1].removeprefix("CHAIN_CONTRACT=")
+    settings.CHAIN_CONTRACT = configured
+    make_contents(tenant_a, 3)
+    anchor_everything()
+
+    anvil.restart_without_state()
+    with pytest.raises(chain.RegistryMissing):
+        chain.registry_address()  # never anchors into an empty address
+    registrations_confirm()
+    replacement = chain_state().last_reset["registry_redeployed"]
+    assert replacement and replacement != Web3.to_checksum_address(configured)
+    assert chain.registry_address() == replacement and w3.eth.get_code(replacement)
+    anchor_everything()
+    assert_each_registration_confirmed_exactly_once()
+    out = StringIO()
+    call_command("deploy_registry", "--check", stdout=out)
+    assert f"CHAIN_CONTRACT={replacement}" in out.getvalue()
+
+
+@pytest.mark.parametrize("anvil", [PRODUCTION_CHAIN_ID], indirect=True)
+def test_a_reset_of_a_production_chain_id_is_reported_never_reanchored(anvil, settings, tenant_a):
+    make_contents(tenant_a, 3)
+    anchor_everything()
+    before = {(r.pk, r.status, r.tx_hash, r.batch_id) for r in registrations()}
+
+    anvil.restart_without_state()
+    make_contents(tenant_a, 1)
+    with pytest.raises(chain.ChainReplaced):
+        registrations_confirm()
+    with pytest.raises(chain.ChainReplaced):
+        registration_anchor_batch()
+    status = chain.chain_status()
+    assert not status["ok"] and not status["development"]
+    assert status["problem"].startswith("chain_replaced") and "operator" in status["problem"]
+    assert status["error"].startswith("registry_missing")  # and no new contract deployed by itself
+    assert {(r.pk, r.status, r.tx_hash, r.batch_id) for r in registrations()} >= before
+    assert chain_state().epoch == 0
+    assert chain.chain_client().eth.get_transaction_count(chain.chain_signer().address) == 0  # nothing sent
+
+    # An operator who knows the chain was re-created on purpose lists it as a development chain.
+    settings.CHAIN_DEV_CHAIN_IDS = f"31337,{PRODUCTION_CHAIN_ID}"
+    anchor_everything()
+    assert_each_registration_confirmed_exactly_once()
+    assert chain_state().epoch == 1
+
+
+@pytest.mark.parametrize(("anvil", "recovered"), [(None, True), (PRODUCTION_CHAIN_ID, False)], indirect=["anvil"])
+def test_anchors_gone_with_the_same_genesis(anvil, tenant_a, recovered):
+    """evm_revert: the same genesis, the contract still there, the anchors gone. On a development
+    chain that is a reset; on another chain a reorg deeper than the confirmations, only reported."""
+    chain.registry_address()
+    snapshot = anvil.rpc("evm_snapshot")
+    make_contents(tenant_a, 3)
+    anchor_everything()
+    anvil.rpc("evm_revert", [snapshot])
+
+    status = chain.chain_status()
+    assert status["problem"].startswith("anchors_missing") and not status["ok"]
+    registrations_confirm()
+    if recovered:
+        assert chain_state().epoch == 1 and chain_state().last_reset["registry_redeployed"] is None
+        anchor_everything()
+        assert_each_registration_confirmed_exactly_once()
+        assert chain.chain_status()["ok"]
+    else:
+        assert chain_state().epoch == 0
+        assert {r.status for r in registrations()} == {RegistrationStatus.CONFIRMED}
+        assert not any(proof_verify_onchain(r) for r in registrations())
+        assert RegistrationBatch.objects.get().status == BatchStatus.CONFIRMED
+        assert chain.chain_status()["problem"].startswith("anchors_missing")
+
+
+# --- Stuck transactions: replaced with the same nonce and higher fees ------------------------
+
+
+def pool_hashes(anvil) -> set[str]:
+    pending = anvil.rpc("txpool_content")["pending"]
+    return {tx["hash"] for by_nonce in pending.values() for tx in by_nonce.values()}
+
+
+def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(anvil, settings, tenant_a, tenant_b):
+    chain.registry_address()
+    anvil.rpc("evm_setAutomine", [False])  # a transaction now waits in the pool until evm_mine
+    make_contents(tenant_a, 3)
+    make_contents(tenant_b, 2)
+    batch = registration_anchor_batch()
+    first = batch.tx_hash
+    settings.CHAIN_FEE_BUMP_AFTER_S = 600
+    assert registrations_confirm() == 0
+    batch.refresh_from_db()
+    assert batch.tx_hash == first and len(batch.transactions) == 1  # not stuck long enough yet
+
+    settings.CHAIN_FEE_BUMP_AFTER_S = 0
+    registrations_confirm()
+    registrations_confirm()  # two replacements: three transactions for one nonce
+    batch.refresh_from_db()
+    hashes = [entry["hash"] for entry in batch.transactions]
+    assert len(hashes) == len(set(hashes)) == 3 and hashes[0] == first and batch.tx_hash == hashes[-1]
+    for older, newer in zip(batch.transactions, batch.transactions[1:]):
+        for name in ("maxFeePerGas", "maxPriorityFeePerGas"):
+            assert newer["fees"][name] * 1000 >= older["fees"][name] * 1125
+    assert pool_hashes(anvil) == {hashes[-1]}  # the node took each replacement
+    assert {chain._transaction_decode(e["raw"])["nonce"] for e in batch.transactions} == {batch.nonce}
+
+    anvil.rpc("evm_mine")
+    assert registrations_confirm() == 5
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.CONFIRMED and batch.tx_hash == hashes[-1]
+    assert {r.tx_hash for r in registrations()} == {hashes[-1]}
+    assert RegistrationBatch.objects.count() == 1
+    assert_each_registration_confirmed_exactly_once()
+
+
+def test_the_original_mined_before_its_replacement_settles_the_batch(anvil, settings, tenant_a, monkeypatch):
+    chain.registry_address()
+    anvil.rpc("evm_setAutomine", [False])
+    make_contents(tenant_a, 4)
+    batch = registration_anchor_batch()
+    first = batch.tx_hash
+    real_send = chain.transaction_send
+
+    def original_mined_meanwhile(raw, **kwargs):
+        anvil.rpc("evm_mine")  # a block takes the original while the replacement is on its way
+        return real_send(raw, **kwargs)  # the node answers "nonce too low"
+
+    monkeypatch.setattr(chain, "transaction_send", original_mined_meanwhile)
+    settings.CHAIN_FEE_BUMP_AFTER_S = 0
+    registrations_confirm()
+    monkeypatch.setattr(chain, "transaction_send", real_send)
+    batch.refresh_from_db()
+    assert len(batch.transactions) == 2 and batch.status == BatchStatus.SENT  # not given up: one of them is mined
+    assert registrations_confirm() == 4
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.CONFIRMED and batch.tx_hash == first
+    assert_each_registration_confirmed_exactly_once()
+
+
+def test_the_fee_cap_stops_replacements(anvil, settings, tenant_a):
+    chain.registry_address()
+    anvil.rpc("evm_setAutomine", [False])
+    make_contents(tenant_a, 2)
+    batch = registration_anchor_batch()
+    settings.CHAIN_FEE_BUMP_AFTER_S = 0
+    settings.CHAIN_MAX_FEE_PER_GAS_WEI = batch.transactions[0]["fees"]["maxFeePerGas"]
+    registrations_confirm()
+    batch.refresh_from_db()
+    assert len(batch.transactions) == 1 and "CHAIN_MAX_FEE_PER_GAS_WEI" in batch.error
+    anvil.rpc("evm_mine")
+    assert registrations_confirm() == 2
+    assert_each_registration_confirmed_exactly_once()
