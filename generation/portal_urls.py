@@ -2,9 +2,23 @@
 from django.urls import path
 
 from config.views import portal_pending
+from generation import views as job_views
 
 app_name = "jobs"
 urlpatterns = [
     path("jobs/", portal_pending, name="job-list"),
     path("jobs/new/", portal_pending, name="job-new"),
+    # The job page, its live fragments, actions and files (generation/views.py).
+    path("jobs/<uuid:job_id>/", job_views.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/panel", job_views.JobPanelView.as_view(), name="job-panel"),
+    path("jobs/<uuid:job_id>/cancel", job_views.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/retry", job_views.JobRetryView.as_view(), name="job-retry"),
+    path("jobs/<uuid:job_id>/approve", job_views.JobApproveView.as_view(), name="job-approve"),
+    path("jobs/<uuid:job_id>/video", job_views.JobVideoView.as_view(), name="job-video"),
+    path("jobs/<uuid:job_id>/thumbnail", job_views.JobThumbnailView.as_view(), name="job-thumbnail"),
+    path("jobs/<uuid:job_id>/shots/<int:number>/", job_views.ShotCardView.as_view(), name="job-shot"),
+    path("jobs/<uuid:job_id>/shots/<int:number>/edit", job_views.ShotEditView.as_view(), name="job-shot-edit"),
+    path("jobs/<uuid:job_id>/shots/<int:number>/regenerate", job_views.ShotRegenerateView.as_view(),
+         name="job-shot-regenerate"),
+    path("jobs/<uuid:job_id>/shots/<int:number>/frame", job_views.ShotFrameView.as_view(), name="job-frame"),
 ]
