@@ -78,8 +78,17 @@ class ChainStateAdmin(admin.ModelAdmin):
         status = chain_status()
         backlog = Registration.objects.filter(status=RegistrationStatus.PENDING).count()
         level = messages.SUCCESS if status.get("ok") else messages.ERROR
+        problem, last_reset = status.pop("problem", None), status.pop("last_reset", None)
         self.message_user(request, "chain: " + ", ".join(f"{key}={value}" for key, value in status.items())
                           + f"; registrations waiting to be anchored: {backlog}", level)
+        if problem:
+            self.message_user(request, f"chain problem: {problem}", messages.ERROR)
+        if last_reset:
+            self.message_user(request, (
+                f"last reset of this development chain, recovered at {last_reset['at']}: {last_reset['reason']}; "
+                f"{last_reset['batches_lost']} batch(es) lost, {last_reset['registrations_requeued']} registration(s) "
+                "anchored again" + (f", registry deployed again at {last_reset['registry_redeployed']}"
+                                    if last_reset.get("registry_redeployed") else "")), messages.WARNING)
         return super().changelist_view(request, extra_context)
 
     def has_change_permission(self, request, obj=None):

@@ -359,3 +359,22 @@ def test_a_wiped_embedded_chain_is_recovered_and_everything_anchored_again(embed
         assert proof_verify_onchain(registration) == (registration.pk != victim.pk)
     status = chain.chain_status()
     assert status["ok"] and status["last_reset"]["registrations_requeued"] == 4 and "problem" not in status
+
+
+def test_the_admin_says_when_a_reset_was_recovered(embedded_chain, settings, tmp_path, client, tenant_a):
+    from django.urls import reverse
+
+    from accounts.models import User
+
+    client.force_login(User.objects.create_superuser(email="ops@platform.test", password=None))
+    make_contents(tenant_a, 2)
+    registration_anchor_batch()
+    registrations_confirm()
+    settings.CHAIN_DIR = tmp_path / "wiped"
+    chain.chain_client_reset()
+    page = client.get(reverse("admin:rights_chainstate_changelist")).content.decode()
+    assert "Chain problem: chain_replaced" in page and "recovered on the next batcher round" in page
+    registrations_confirm()
+    page = client.get(reverse("admin:rights_chainstate_changelist")).content.decode()
+    assert "Chain problem" not in page and "Last reset of this development chain" in page
+    assert "1 batch(es) lost, 2 registration(s) anchored again" in page
