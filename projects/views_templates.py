@@ -21,7 +21,7 @@ from accounts.portal import form_refused, page_of, portal_actor
 from config.errors import DomainError, NotFound
 from generation.schemas import STYLE_NAMES
 from projects import templates
-from projects.templates import MIN_SHOT_S, ASPECT_RATIOS, PROMPT_STAGES, PROVIDER_KINDS, PROVIDERS_BY_KIND, RESOLUTIONS
+from projects.templates import ASPECT_RATIOS, MIN_SHOT_S, PROMPT_STAGES, PROVIDER_KINDS, PROVIDERS_BY_KIND, RESOLUTIONS
 
 TABS = {"own": gettext_lazy("Our templates"), "public": gettext_lazy("Public library")}
 PROMPT_LABELS = {
@@ -125,7 +125,7 @@ def _settings_refused(form: TemplateForm, exc: DomainError) -> None:
     fields = dict(exc.fields or {})
     settings = fields.pop("settings", None)
     if exc.code == "name_taken":
-        form.add_error("name", exc.message)
+        form.add_error("name", _("A template with this name exists in your organization."))
         return
     if fields:
         form_refused(form, DomainError(exc.message, fields=fields))
@@ -146,7 +146,7 @@ def _settings_refused(form: TemplateForm, exc: DomainError) -> None:
         for field, value in targets.items():
             for message in _messages(value):
                 form.add_error(field if field in form.fields else None, message)
-    form.add_error(None, exc.message)
+    form.add_error(None, _("The template settings are invalid. Correct the fields marked below."))
 
 
 def _not_found(call, **kwargs):
