@@ -1,14 +1,84 @@
+"""Portal forms of the accounts app. They only shape input: the services decide (owner rules, scopes a
+key may carry, which webhook addresses are allowed), exactly as for the API."""
 from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from accounts.roles import SCOPES, Role
+from generation.models import DeliveryStatus, WebhookEvent
+
+ROLE_LABELS = {
+    Role.OWNER: _("Owner"), Role.ADMIN: _("Admin"), Role.PRODUCER: _("Producer"),
+    Role.REVIEWER: _("Reviewer"), Role.VIEWER: _("Viewer"),
+}
+ROLE_CHOICES = [(role, ROLE_LABELS[role]) for role in Role.values]
+EVENT_LABELS = {
+    WebhookEvent.JOB_COMPLETED: _("A job completed"),
+    WebhookEvent.JOB_FAILED: _("A job failed"),
+    WebhookEvent.CONTENT_REGISTERED: _("A content was registered on chain"),
+}
 
 
 class LoginForm(forms.Form):
-    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
-    password = forms.CharField(max_length=128, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    email = forms.EmailField(label=_("Email"), max_length=254,
+                             widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    password = forms.CharField(label=_("Password"), max_length=128,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
 
 class InvitationAcceptForm(forms.Form):
-    full_name = forms.CharField(max_length=150, required=False, label="Your name")
+    full_name = forms.CharField(max_length=150, required=False, label=_("Your name"),
+                                widget=forms.TextInput(attrs={"autocomplete": "name"}))
     password = forms.CharField(
-        max_length=128, required=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="At least 10 characters.",
+        label=_("Choose a password"), max_length=128, required=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_("At least 10 characters."),
+    )
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label=_("Email"), max_length=254,
+                             widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES, initial=Role.VIEWER)
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100,
+                           help_text=_("Say who or what uses it, e.g. “Render farm uploader”."))
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"), widget=forms.CheckboxSelectMultiple,
+        help_text=_("A key can only have scopes you hold yourself."),
+    )
+
+    def __init__(self, *args, held: frozenset[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offer what the creator holds; anything else is refused by api_key_create as well.
+        self.fields["scopes"].choices = [(scope, scope) for scope in SCOPES if scope in held]
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(label=_("Address (URL)"), max_length=500, assume_scheme="https",
+                         help_text=_("A public https address. Private and local addresses are refused."))
+    events = forms.MultipleChoiceField(
+        label=_("Events"), widget=forms.CheckboxSelectMultiple,
+        choices=[(event, EVENT_LABELS[event]) for event in WebhookEvent.values],
+    )
+    is_active = forms.BooleanField(label=_("Active"), required=False, initial=True,
+                                   help_text=_("An inactive webhook receives nothing."))
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(label=_("Action"), max_length=64, required=False,
+                             help_text=_("Exact, e.g. member.remove, or a prefix ending in a dot, e.g. apikey."))
+    actor = forms.EmailField(label=_("Who (email)"), required=False)
+
+
+class DeliveryFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        label=_("Status"), required=False,
+        choices=[("", _("All")), (DeliveryStatus.PENDING, _("Pending")), (DeliveryStatus.DELIVERED, _("Delivered")),
+                 (DeliveryStatus.FAILED, _("Failed"))],
     )

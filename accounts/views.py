@@ -1,27 +1,72 @@
-"""Portal pages of the accounts app: sign in and out, the dashboard, switching organization,
-accepting an invitation. The full portal is built on these."""
+"""Portal pages of the accounts app: sign in and out, password reset, the dashboard, switching
+organization, accepting an invitation, and the team pages (members, invitations, API keys, webhooks
+with their delivery log, the audit log).
+
+Like the API views (accounts/api/views.py, generation/api_webhooks.py), they read through selectors,
+act through services and check the same scopes; the services enforce the rules (owner rules, the
+scopes a key may carry, the addresses a webhook may call). Another organization's object answers
+404, like a missing one."""
 from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseRedirect
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views import View
 from django.views.decorators.http import require_POST
 
-from accounts import services
+from accounts import selectors, services
 from accounts.audit import client_ip
 from accounts.decorators import requires_scope
-from accounts.forms import InvitationAcceptForm, LoginForm
+from accounts.forms import (
+    EVENT_LABELS, ROLE_LABELS, ApiKeyForm, AuditFilterForm, DeliveryFilterForm, InvitationAcceptForm, InvitationForm,
+    LoginForm, MemberRoleForm, WebhookForm,
+)
 from accounts.middleware import SESSION_ORGANIZATION_KEY
 from accounts.models import ApiKey, AuditEntry, Membership
+from accounts.portal import flash_refused, form_refused, page_of, portal_actor
+from accounts.roles import SCOPES
 from accounts.selectors import membership_of
 from config.errors import DomainError
+from generation import webhooks
+from generation.budgets import money, period_starts, spend_summary
+from generation.models import TERMINAL_JOB_STATUSES, JobStatus, Webhook
+from generation.selectors import job_list
 from projects.models import Project
 
 RECENT = 10
+
+JOB_STATUS_LABELS = {
+    JobStatus.PENDING: gettext_lazy("Pending"), JobStatus.STYLE_DETECTION: gettext_lazy("Detecting the style"),
+    JobStatus.STORY_GENERATION: gettext_lazy("Writing the script"),
+    JobStatus.STORYBOARD_BREAKDOWN: gettext_lazy("Storyboarding"),
+    JobStatus.IMAGE_GENERATION: gettext_lazy("Drawing frames"), JobStatus.VIDEO_GENERATION: gettext_lazy("Animating clips"),
+    JobStatus.COMPOSING: gettext_lazy("Composing"), JobStatus.REVIEWING: gettext_lazy("Reviewing"),
+    JobStatus.AWAITING_APPROVAL: gettext_lazy("Awaiting approval"), JobStatus.PROTECTING: gettext_lazy("Protecting"),
+    JobStatus.REGISTERING: gettext_lazy("Registering"), JobStatus.COMPLETED: gettext_lazy("Completed"),
+    JobStatus.FAILED: gettext_lazy("Failed"), JobStatus.CANCELLED: gettext_lazy("Cancelled"),
+    JobStatus.RETRYING: gettext_lazy("Retrying"),
+}
+INVITATION_STATUS_LABELS = {
+    "pending": gettext_lazy("pending"), "accepted": gettext_lazy("accepted"),
+    "revoked": gettext_lazy("revoked"), "expired": gettext_lazy("expired"),
+}
+DELIVERY_STATUS_LABELS = {
+    "pending": gettext_lazy("pending"), "delivered": gettext_lazy("delivered"), "failed": gettext_lazy("failed"),
+}
+
+# --- signing in and out ------------------------------------------------------------------------
 
 
 def login_view(request):
@@ -33,13 +78,14 @@ def login_view(request):
         email, ip = form.cleaned_data["email"].lower(), client_ip(request)
         wait = services.login_retry_after(email=email, ip=ip)
         if wait:
-            form.add_error(None, f"Too many failed attempts. Try again in {max(1, wait // 60)} minute(s).")
+            minutes = max(1, wait // 60)
+            form.add_error(None, _("Too many failed attempts. Try again in %(minutes)d minute(s).") % {"minutes": minutes})
             status = 429
         else:
             user = authenticate(request, email=email, password=form.cleaned_data["password"])
             if user is None:
                 services.login_record_failure(email=email, ip=ip)
-                form.add_error(None, "The email or password is wrong.")
+                form.add_error(None, _("The email or password is wrong."))
                 status = 401
             else:
                 services.login_clear_failures(email=email, ip=ip)
@@ -77,17 +123,110 @@ def _int(value) -> int | None:
         return None
 
 
+# --- password reset: Django's views, our templates and route names ------------------------------
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "registration/password_reset_form.html"
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password-reset-done")
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "registration/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """The link carries the user and token in its query (`?uid=&token=`), not in the path: the route
+    then has no path parameters naming an object, which the tenant isolation walk would expect to
+    answer 404 across organizations (a reset link belongs to a person, not to an organization)."""
+
+    template_name = "registration/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password-reset-complete")
+
+    def dispatch(self, request, *args, **kwargs):
+        uid, token = request.GET.get("uid", ""), request.GET.get("token", "")
+        response = super().dispatch(request, uidb64=uid, token=token)
+        if isinstance(response, HttpResponseRedirect) and not self.validlink:
+            # Django moved the token into the session; the form's address keeps only the user.
+            query = urlencode({"uid": uid, "token": self.reset_url_token})
+            return HttpResponseRedirect(f"{request.path}?{query}")
+        return response
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "registration/password_reset_complete.html"
+
+
+# --- dashboard -----------------------------------------------------------------------------------
+
+
+def _recent_jobs() -> tuple[list, str]:
+    """The latest jobs (one query) and a version of what they show, so the live fragment answers
+    204 (nothing to swap) while nothing changed."""
+    jobs = list(job_list()[:RECENT])
+    for job in jobs:
+        job.status_label = JOB_STATUS_LABELS.get(job.status, job.status)
+        job.is_terminal = job.status in TERMINAL_JOB_STATUSES
+        job.percent = round(job.progress * 100)
+    state = "|".join(f"{job.pk}:{job.status}:{job.percent}" for job in jobs)
+    return jobs, hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def _registrations_this_month() -> dict:
+    """This month's registrations of the organization by status, in one query."""
+    from rights.models import Registration, RegistrationStatus
+
+    month_start, _day = period_starts()
+    return Registration.objects.filter(created_at__gte=month_start).aggregate(
+        total=Count("id"),
+        confirmed=Count("id", filter=Q(status=RegistrationStatus.CONFIRMED)),
+        pending=Count("id", filter=~Q(status__in=[RegistrationStatus.CONFIRMED, RegistrationStatus.REVOKED])),
+    )
+
+
+def _spend(request) -> dict | None:
+    if "billing:read" not in request.scopes:
+        return None
+    summary = spend_summary(organization=request.organization, user=None)
+    budget, spent = summary["month_budget"], summary["month_spent"]
+    summary["spent_text"] = money(spent)
+    summary["budget_text"] = money(budget) if budget is not None else None
+    summary["remaining_text"] = money(summary["month_remaining"]) if budget is not None else None
+    summary["percent"] = min(100, round(spent * 100 / budget)) if budget else (100 if budget == 0 else None)
+    summary["over"] = budget is not None and spent >= budget
+    return summary
+
+
 @requires_scope("org:read")
 def dashboard(request):
+    scopes = request.scopes
     projects = Project.objects.select_related("created_by").order_by("-created_at")
     context = {
-        "projects": projects[:RECENT],
-        "project_count": projects.count(),
+        "projects": list(projects[:RECENT]) if "project:read" in scopes else None,
+        "project_count": projects.count() if "project:read" in scopes else None,
         "member_count": Membership.objects.count(),
-        "api_key_count": ApiKey.objects.filter(revoked_at=None).count() if "apikeys:manage" in request.scopes else None,
-        "audit_entries": AuditEntry.objects.order_by("-created_at")[:RECENT] if "audit:read" in request.scopes else None,
+        "spend": _spend(request),
+        "registrations": _registrations_this_month() if "rights:read" in scopes else None,
+        "api_key_count": ApiKey.objects.filter(revoked_at=None).count() if "apikeys:manage" in scopes else None,
+        "audit_entries": list(AuditEntry.objects.order_by("-created_at", "-id")[:5]) if "audit:read" in scopes else None,
     }
+    if "job:read" in scopes:
+        context["jobs"], context["jobs_version"] = _recent_jobs()
     return render(request, "accounts/dashboard.html", context)
+
+
+@requires_scope("job:read")
+def dashboard_jobs(request):
+    """The dashboard's recent jobs, polled by htmx every few seconds; 204 while nothing changed."""
+    jobs, version = _recent_jobs()
+    if request.GET.get("v") == version:
+        return HttpResponse(status=204)
+    return render(request, "accounts/_recent_jobs.html", {"jobs": jobs, "jobs_version": version})
+
+
+# --- invitations (the public side) ----------------------------------------------------------------
 
 
 def invitation_accept(request, token: str):
@@ -110,6 +249,271 @@ def invitation_accept(request, token: str):
             if not request.user.is_authenticated:
                 login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[SESSION_ORGANIZATION_KEY] = membership.organization_id
-            messages.success(request, f"Welcome to {invitation.organization.name}.")
+            messages.success(request, _("Welcome to %(organization)s.") % {"organization": invitation.organization.name})
             return redirect("accounts:dashboard")
-    return render(request, "accounts/invitation_accept.html", {"invitation": invitation, "form": form})
+    return render(request, "accounts/invitation_accept.html", {
+        "invitation": invitation, "form": form, "role_label": ROLE_LABELS.get(invitation.role, invitation.role),
+    })
+
+
+# --- team: members and invitations ------------------------------------------------------------
+
+
+def _page(request, queryset, param: str):
+    """A page of a second list on the same page, with its own `?<param>=`."""
+    return Paginator(queryset, 25).get_page(request.GET.get(param))
+
+
+def _team_page(request, *, invite_form=None, invitation_link=None, status=200):
+    can_manage = "members:manage" in request.scopes
+    members = page_of(request, selectors.member_list())
+    for member in members:
+        member.role_label = ROLE_LABELS.get(member.role, member.role)
+        member.is_me = member.user_id == request.user.pk
+    invitations = _page(request, selectors.invitation_list().filter(accepted_at=None, revoked_at=None), "invitations")
+    for invitation in invitations:
+        invitation.role_label = ROLE_LABELS.get(invitation.role, invitation.role)
+        invitation.status_label = INVITATION_STATUS_LABELS.get(invitation.status, invitation.status)
+    return render(request, "accounts/team.html", {
+        "members": members, "invitations": invitations, "can_manage": can_manage,
+        "invite_form": invite_form or (InvitationForm(auto_id="invite-%s") if can_manage else None),
+        "role_form": MemberRoleForm(), "invitation_link": invitation_link, "tab": "members",
+    }, status=status)
+
+
+@requires_scope("members:read")
+def team(request):
+    return _team_page(request)
+
+
+class TeamView(View):
+    """A team action; `scope` is the API's scope for the same action."""
+
+    scope = "members:manage"
+
+    def dispatch(self, request, *args, **kwargs):
+        return requires_scope(self.scope)(super().dispatch)(request, *args, **kwargs)
+
+    @staticmethod
+    def found(queryset, pk):
+        """The active organization's object, or 404 (the tenant scope hides every other one)."""
+        obj = queryset.filter(pk=pk).first()
+        if obj is None:
+            raise Http404("not found")
+        return obj
+
+
+class InvitationCreateView(TeamView):
+    def post(self, request):
+        form = InvitationForm(request.POST, auto_id="invite-%s")
+        if form.is_valid():
+            try:
+                invitation, token = services.invitation_create(
+                    organization=request.organization, email=form.cleaned_data["email"],
+                    role=form.cleaned_data["role"], actor=portal_actor(request),
+                )
+            except DomainError as exc:
+                form_refused(form, exc)
+            else:
+                # The token is stored hashed: this answer is the only place the link appears besides
+                # the email, which embedded mode writes to a file rather than sending.
+                link = request.build_absolute_uri(reverse("accounts:invitation-accept", args=[token]))
+                messages.success(request, _("Invitation created for %(email)s.") % {"email": invitation.email})
+                return _team_page(request, invitation_link=link)
+        return _team_page(request, invite_form=form, status=400)
+
+
+class InvitationRevokeView(TeamView):
+    def post(self, request, invitation_id):
+        invitation = self.found(selectors.invitation_list(), invitation_id)
+        try:
+            services.invitation_revoke(invitation=invitation, actor=portal_actor(request))
+        except DomainError as exc:
+            flash_refused(request, exc)
+        else:
+            messages.success(request, _("The invitation for %(email)s was revoked.") % {"email": invitation.email})
+        return redirect("accounts:team")
+
+
+class MemberRoleView(TeamView):
+    def post(self, request, member_id):
+        membership = self.found(selectors.member_list(), member_id)
+        form = MemberRoleForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _("Choose one of the roles."))
+            return redirect("accounts:team")
+        try:
+            services.membership_change_role(membership=membership, role=form.cleaned_data["role"],
+                                            actor=portal_actor(request))
+        except DomainError as exc:
+            flash_refused(request, exc)
+        else:
+            messages.success(request, _("%(email)s is now %(role)s.") % {
+                "email": membership.user.email, "role": ROLE_LABELS[membership.role]})
+        return redirect("accounts:team")
+
+
+class MemberRemoveView(TeamView):
+    def post(self, request, member_id):
+        membership = self.found(selectors.member_list(), member_id)
+        email = membership.user.email
+        try:
+            services.membership_remove(membership=membership, actor=portal_actor(request))
+        except DomainError as exc:
+            flash_refused(request, exc)
+            return redirect("accounts:team")
+        messages.success(request, _("%(email)s was removed from the organization.") % {"email": email})
+        if membership.user_id == request.user.pk:
+            return redirect("accounts:dashboard")
+        return redirect("accounts:team")
+
+
+# --- team: API keys ------------------------------------------------------------------------------
+
+
+class ApiKeyListView(TeamView):
+    scope = "apikeys:manage"
+
+    def page(self, request, *, form=None, created=None, plain_key=None, status=200):
+        keys = page_of(request, selectors.api_key_list())
+        return render(request, "accounts/team_api_keys.html", {
+            "keys": keys, "form": form or ApiKeyForm(held=request.scopes, auto_id="key-%s"),
+            "created": created, "plain_key": plain_key, "scope_descriptions": SCOPES, "tab": "api-keys",
+        }, status=status)
+
+    def get(self, request):
+        return self.page(request)
+
+    def post(self, request):
+        form = ApiKeyForm(request.POST, held=request.scopes, auto_id="key-%s")
+        if form.is_valid():
+            try:
+                key, plain = services.api_key_create(
+                    organization=request.organization, name=form.cleaned_data["name"],
+                    scopes=form.cleaned_data["scopes"], actor=portal_actor(request),
+                )
+            except DomainError as exc:
+                form_refused(form, exc)
+            else:
+                # Shown in this answer only: we keep the key's hash, never the key.
+                return self.page(request, created=key, plain_key=plain)
+        return self.page(request, form=form, status=400)
+
+
+class ApiKeyRevokeView(TeamView):
+    scope = "apikeys:manage"
+
+    def post(self, request, api_key_id):
+        key = self.found(selectors.api_key_list(), api_key_id)
+        services.api_key_revoke(key=key, actor=portal_actor(request))
+        messages.success(request, _("The key “%(name)s” was revoked; it no longer works.") % {"name": key.name})
+        return redirect("accounts:team-api-keys")
+
+
+# --- team: webhooks ------------------------------------------------------------------------------
+
+
+def _event_labels(webhook: Webhook) -> list:
+    return [EVENT_LABELS.get(event, event) for event in webhook.events]
+
+
+class WebhookListView(TeamView):
+    scope = "webhooks:manage"
+
+    def page(self, request, *, form=None, created=None, secret=None, status=200):
+        hooks = page_of(request, webhooks.webhook_list())
+        for hook in hooks:
+            hook.event_labels = _event_labels(hook)
+        return render(request, "accounts/team_webhooks.html", {
+            "webhooks": hooks, "form": form or WebhookForm(auto_id="webhook-%s"),
+            "created": created, "secret": secret, "tab": "webhooks",
+        }, status=status)
+
+    def get(self, request):
+        return self.page(request)
+
+    def post(self, request):
+        form = WebhookForm(request.POST, auto_id="webhook-%s")
+        if form.is_valid():
+            try:
+                webhook, secret = webhooks.webhook_create(
+                    organization=request.organization, url=form.cleaned_data["url"],
+                    events=form.cleaned_data["events"], is_active=form.cleaned_data["is_active"],
+                    actor=portal_actor(request),
+                )
+            except DomainError as exc:
+                form_refused(form, exc)
+            else:
+                # The signing secret is stored encrypted and shown in this answer only.
+                return self.page(request, created=webhook, secret=secret)
+        return self.page(request, form=form, status=400)
+
+
+class WebhookDetailView(TeamView):
+    """One webhook and its delivery log, newest first, filtered by status like the API."""
+
+    scope = "webhooks:manage"
+
+    def get(self, request, webhook_id):
+        webhook = self.found(webhooks.webhook_list(), webhook_id)
+        webhook.event_labels = _event_labels(webhook)
+        filters = DeliveryFilterForm(request.GET)
+        status = filters.cleaned_data["status"] if filters.is_valid() else ""
+        deliveries = page_of(request, webhooks.webhook_delivery_list(webhook=webhook, status=status))
+        for delivery in deliveries:
+            delivery.status_label = DELIVERY_STATUS_LABELS.get(delivery.status, delivery.status)
+        return render(request, "accounts/team_webhook_detail.html", {
+            "webhook": webhook, "deliveries": deliveries, "filters": filters, "status": status, "tab": "webhooks",
+            "query": f"&{urlencode({'status': status})}" if status else "",
+        })
+
+
+class WebhookEditView(TeamView):
+    scope = "webhooks:manage"
+
+    def render_form(self, request, webhook, form, status=200):
+        return render(request, "accounts/team_webhook_edit.html",
+                      {"webhook": webhook, "form": form, "tab": "webhooks"}, status=status)
+
+    def get(self, request, webhook_id):
+        webhook = self.found(webhooks.webhook_list(), webhook_id)
+        form = WebhookForm(initial={"url": webhook.url, "events": webhook.events, "is_active": webhook.is_active},
+                           auto_id="webhook-%s")
+        return self.render_form(request, webhook, form)
+
+    def post(self, request, webhook_id):
+        webhook = self.found(webhooks.webhook_list(), webhook_id)
+        form = WebhookForm(request.POST, auto_id="webhook-%s")
+        if form.is_valid():
+            try:
+                webhooks.webhook_update(webhook=webhook, actor=portal_actor(request), **form.cleaned_data)
+            except DomainError as exc:
+                form_refused(form, exc)
+            else:
+                messages.success(request, _("The webhook was saved."))
+                return redirect("accounts:team-webhook", webhook_id=webhook.pk)
+        return self.render_form(request, webhook, form, status=400)
+
+
+class WebhookDeleteView(TeamView):
+    scope = "webhooks:manage"
+
+    def post(self, request, webhook_id):
+        webhook = self.found(webhooks.webhook_list(), webhook_id)
+        webhooks.webhook_delete(webhook=webhook, actor=portal_actor(request))
+        messages.success(request, _("The webhook and its delivery log were deleted."))
+        return redirect("accounts:team-webhooks")
+
+
+# --- team: audit log -----------------------------------------------------------------------------
+
+
+@requires_scope("audit:read")
+def audit_log(request):
+    filters = AuditFilterForm(request.GET)
+    chosen = {name: value for name, value in filters.cleaned_data.items() if value} if filters.is_valid() else {}
+    entries = page_of(request, selectors.audit_list(filters=chosen))
+    query = urlencode(chosen)
+    return render(request, "accounts/team_audit.html", {
+        "entries": entries, "filters": filters, "query": f"&{query}" if query else "", "tab": "audit",
+    })
