@@ -83,6 +83,13 @@ class TransactionRejected(ChainError):
         expected = re.search(r"invalid transaction nonce: expected (\d+), but got (\d+)", message)  # py-evm
         return bool(expected) and int(expected.group(2)) < int(expected.group(1))
 
+    @property
+    def underpriced(self) -> bool:
+        """Refused for its fees (below the base fee, or a replacement not raising them enough)."""
+        message = str(self).lower()
+        return any(sign in message for sign in ("underpriced", "less than block base fee", "fee too low",
+                                                "gas price too low", "feecap"))
+
 
 # --- The compiled contract -------------------------------------------------------------------
 

@@ -275,9 +275,9 @@ def _batch_receipt(batch: RegistrationBatch, *, w3) -> tuple[dict | None, dict |
 
 
 def _transaction_send(batch: RegistrationBatch) -> str:
-    """Send (or send again) a signed transaction: "sent" when the node has it, "down", or "refused".
-    An outage leaves it `signed` for the next round; a nonce taken by another transaction (not one
-    of this batch's own) puts its work back in the queue."""
+    """Send (or send again) a signed transaction: "sent" when the node has it, "down", "underpriced"
+    (refused for its fees), or "refused". An outage leaves it `signed` for the next round; a nonce
+    taken by another transaction (not one of this batch's own) puts its work back in the queue."""
     batch.attempts += 1
     try:
         chain.transaction_send(batch.raw_tx)
@@ -290,6 +290,8 @@ def _transaction_send(batch: RegistrationBatch) -> str:
                 _batch_requeue(batch, error=f"dropped: {exc}")
                 return "refused"
             # Mined already (this one or an earlier one of its nonce): the next round settles it.
+        elif isinstance(exc, chain.TransactionRejected) and exc.underpriced:
+            return "underpriced"
         else:
             return "down" if isinstance(exc, chain.ChainUnavailable) else "refused"
     if batch.status == BatchStatus.SIGNED:
@@ -301,11 +303,12 @@ def _transaction_send(batch: RegistrationBatch) -> str:
     return "sent"
 
 
-def _batch_fee_bump(batch: RegistrationBatch, *, w3) -> bool:
-    """Replace a transaction that stayed unmined too long: the same call and nonce, signed with
+def _batch_fee_bump(batch: RegistrationBatch, *, w3, refused: bool = False) -> bool:
+    """Replace a transaction that stayed unmined too long, or that the node `refused` for its fees
+    (signed before an outage, sent after the base fee rose): the same call and nonce, signed with
     higher fees, stored (with every earlier hash of the nonce) before it is sent. False when it is
     not due yet, another worker did it, or the fee cap stops it."""
-    after_s = float(getattr(settings, "CHAIN_FEE_BUMP_AFTER_S", 180))
+    after_s = 0 if refused else float(getattr(settings, "CHAIN_FEE_BUMP_AFTER_S", 180))
     entries = _batch_transactions(batch)
     last = max(filter(None, [batch.sent_at, *(_parse_time(entry.get("signed_at")) for entry in entries)]),
                default=None)
@@ -313,7 +316,7 @@ def _batch_fee_bump(batch: RegistrationBatch, *, w3) -> bool:
         return False
     with transaction.atomic():
         locked = RegistrationBatch.objects.select_for_update().get(pk=batch.pk)
-        if locked.status != BatchStatus.SENT or locked.tx_hash != batch.tx_hash:
+        if locked.status not in (BatchStatus.SENT, BatchStatus.SIGNED) or locked.tx_hash != batch.tx_hash:
             return False
         try:
             raw, tx_hash = chain.transaction_replace(locked.raw_tx, w3=w3)
@@ -328,9 +331,9 @@ def _batch_fee_bump(batch: RegistrationBatch, *, w3) -> bool:
         batch.raw_tx, batch.tx_hash = raw, tx_hash
         RegistrationBatch.objects.filter(pk=batch.pk).update(
             raw_tx=raw, tx_hash=tx_hash, transactions=batch.transactions)
-    logger.warning("registry transaction %s (nonce %s) unmined for %ss: replaced by %s with fees %s",
-                   entries[-1]["hash"], batch.nonce, round((timezone.now() - last).total_seconds()), tx_hash,
-                   batch.transactions[-1]["fees"])
+    why = "refused for its fees" if refused else f"unmined for {round((timezone.now() - last).total_seconds())} s"
+    logger.warning("registry transaction %s (nonce %s) %s: replaced by %s with fees %s",
+                   entries[-1]["hash"], batch.nonce, why, tx_hash, batch.transactions[-1]["fees"])
     _transaction_send(batch)
     return True
 
@@ -388,6 +391,10 @@ def registration_batches_send(*, state: ChainState | None = None) -> int:
                                                   status=BatchStatus.SIGNED)
         for batch in signed.order_by("nonce"):
             outcome = _transaction_send(batch)
+            if outcome == "underpriced":
+                _batch_fee_bump(batch, w3=chain.chain_client(), refused=True)
+                batch.refresh_from_db(fields=["status"])
+                outcome = "sent" if batch.status == BatchStatus.SENT else outcome
             if outcome == "down":
                 break
             sent += outcome == "sent"
@@ -451,7 +458,8 @@ def _batch_unmined(batch: RegistrationBatch, *, w3) -> None:
     if batch.status == BatchStatus.SIGNED:
         return
     if not any(chain.transaction_known(entry["hash"], w3=w3) for entry in reversed(_batch_transactions(batch))):
-        _transaction_send(batch)
+        if _transaction_send(batch) == "underpriced":
+            _batch_fee_bump(batch, w3=w3, refused=True)
         return
     if batch.status == BatchStatus.SENT:
         _batch_fee_bump(batch, w3=w3)

@@ -493,3 +493,29 @@ def test_the_fee_cap_stops_replacements(anvil, settings, tenant_a):
     anvil.rpc("evm_mine")
     assert registrations_confirm() == 2
     assert_each_registration_confirmed_exactly_once()
+
+
+def test_a_transaction_refused_for_its_fees_after_an_outage_is_signed_again(anvil, tenant_a, monkeypatch):
+    chain.registry_address()
+    make_contents(tenant_a, 3)
+    real_send = chain.transaction_send
+
+    def node_dies_first(raw, **kwargs):
+        anvil.stop()
+        return real_send(raw, **kwargs)
+
+    monkeypatch.setattr(chain, "transaction_send", node_dies_first)
+    batch = registration_anchor_batch()
+    monkeypatch.setattr(chain, "transaction_send", real_send)
+    anvil.start()
+    base = chain.chain_client().eth.get_block("latest")["baseFeePerGas"]
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(100 * base)])
+    anvil.rpc("evm_mine")  # the base fee is now far above what the held transaction offers
+    with pytest.raises(chain.TransactionRejected, match="base fee"):
+        chain.transaction_send(batch.raw_tx)
+
+    assert registrations_confirm() == 3
+    batch.refresh_from_db()
+    assert len(batch.transactions) == 2 and batch.tx_hash == batch.transactions[1]["hash"]
+    assert batch.transactions[1]["fees"]["maxFeePerGas"] >= 100 * base
+    assert_each_registration_confirmed_exactly_once()
