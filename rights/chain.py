@@ -559,10 +559,13 @@ def transaction_sign(*, function: str, args: list, nonce: int, w3: Web3 | None =
     return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
 
-def transaction_replace(raw: str, *, w3: Web3 | None = None) -> tuple[str, str]:
+def transaction_replace(raw: str, *, w3: Web3 | None = None,
+                        below_market_only: bool = False) -> tuple[str, str] | None:
     """The same transaction (same nonce, call and gas) signed again with bumped fees, to replace
-    one that sits unmined; returns (raw, tx hash) as 0x-hex. Raises ChainError when the bumped
-    maximum fee per gas would pass CHAIN_MAX_FEE_PER_GAS_WEI (0: no cap)."""
+    one that sits unmined; returns (raw, tx hash) as 0x-hex. With `below_market_only`, None when
+    its fees are already at today's market (so replacements stop compounding on a chain that does
+    not mine). Raises ChainError when the bumped maximum fee per gas would pass
+    CHAIN_MAX_FEE_PER_GAS_WEI (0: no cap)."""
     w3 = w3 or chain_client()
     fields = _transaction_decode(raw)
     fees = {name: fields[name] for name in FEE_FIELDS if name in fields}
@@ -571,6 +574,8 @@ def transaction_replace(raw: str, *, w3: Web3 | None = None) -> tuple[str, str]:
         market = {"gasPrice": market["maxFeePerGas"]}
     elif "gasPrice" not in fees and "gasPrice" in market:
         market = {"maxFeePerGas": market["gasPrice"], "maxPriorityFeePerGas": 0}
+    if below_market_only and all(fees[name] >= market.get(name, 0) for name in fees):
+        return None
     bumped = transaction_fees_bumped(fees, market=market)
     cap = int(getattr(settings, "CHAIN_MAX_FEE_PER_GAS_WEI", 0) or 0)
     highest = bumped.get("maxFeePerGas", bumped.get("gasPrice", 0))

@@ -306,20 +306,32 @@ def _transaction_send(batch: RegistrationBatch) -> str:
 def _batch_fee_bump(batch: RegistrationBatch, *, w3, refused: bool = False) -> bool:
     """Replace a transaction that stayed unmined too long, or that the node `refused` for its fees
     (signed before an outage, sent after the base fee rose): the same call and nonce, signed with
-    higher fees, stored (with every earlier hash of the nonce) before it is sent. False when it is
-    not due yet, another worker did it, or the fee cap stops it."""
+    higher fees, stored (with every earlier hash of the nonce) before it is sent. Only the next
+    nonce to be mined is replaced (one waiting behind it would not move), and after
+    CHAIN_FEE_BUMPS_MAX replacements only while under the market, so fees never grow without end
+    on a chain that does not mine. False when nothing was replaced."""
     after_s = 0 if refused else float(getattr(settings, "CHAIN_FEE_BUMP_AFTER_S", 180))
     entries = _batch_transactions(batch)
     last = max(filter(None, [batch.sent_at, *(_parse_time(entry.get("signed_at")) for entry in entries)]),
                default=None)
     if last is None or (timezone.now() - last).total_seconds() < after_s:
         return False
+    if not refused:
+        with chain.chain_call():
+            mined = w3.eth.get_transaction_count(chain.chain_signer().address, "latest")
+        if mined < batch.nonce:
+            return False  # an earlier nonce holds it up
     with transaction.atomic():
         locked = RegistrationBatch.objects.select_for_update().get(pk=batch.pk)
         if locked.status not in (BatchStatus.SENT, BatchStatus.SIGNED) or locked.tx_hash != batch.tx_hash:
             return False
         try:
-            raw, tx_hash = chain.transaction_replace(locked.raw_tx, w3=w3)
+            replacement = chain.transaction_replace(
+                locked.raw_tx, w3=w3,
+                below_market_only=len(entries) > int(getattr(settings, "CHAIN_FEE_BUMPS_MAX", 10)))
+            if replacement is None:
+                return False
+            raw, tx_hash = replacement
         except chain.ChainUnavailable:
             raise
         except chain.ChainError as exc:

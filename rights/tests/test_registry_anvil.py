@@ -1,6 +1,8 @@
 """The registry against a real EVM node: anvil, started by each test on a free loopback port.
 
-Outages are real: the node is stopped (its state dumped with `--state`) and started again. Marked
+Outages are real: the node is stopped (its state dumped with `--state`) and started again. So are
+resets (started again without its state, or evm_revert) and stuck transactions (held in its pool by
+evm_setAutomine false, or priced under a raised base fee). Marked
 `chain`; skipped only when the anvil binary is missing (`npm install -g @foundry-rs/anvil`), and CI
 turns that skip into a failure.
 """
@@ -477,6 +479,27 @@ def test_the_original_mined_before_its_replacement_settles_the_batch(anvil, sett
     assert registrations_confirm() == 4
     batch.refresh_from_db()
     assert batch.status == BatchStatus.CONFIRMED and batch.tx_hash == first
+    assert_each_registration_confirmed_exactly_once()
+
+
+def test_only_the_next_nonce_is_replaced_and_replacements_stop_compounding(anvil, settings, tenant_a):
+    chain.registry_address()
+    anvil.rpc("evm_setAutomine", [False])
+    make_contents(tenant_a, 2)
+    first = registration_anchor_batch()
+    make_contents(tenant_a, 2)
+    second = registration_anchor_batch()
+    settings.CHAIN_FEE_BUMP_AFTER_S = 0
+    settings.CHAIN_FEE_BUMPS_MAX = 2
+    for _ in range(4):
+        registrations_confirm()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert len(first.transactions) == 3  # two replacements, then none: it pays more than the market asks
+    assert len(second.transactions) == 1  # it waits behind the first: higher fees would not move it
+    assert pool_hashes(anvil) == {first.tx_hash, second.tx_hash}
+    anvil.rpc("evm_mine")
+    assert registrations_confirm() == 4
     assert_each_registration_confirmed_exactly_once()
 
 
