@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: run test install install-gpu install-anvil requirements migrate clean
+.PHONY: run test install install-gpu install-anvil install-browser requirements migrate clean
 VYPER_VENV := .venv-vyper
 ANVIL := .tools/node_modules/.bin/anvil
 
@@ -26,6 +26,13 @@ install: $(VENV)/.installed $(VYPER_VENV)/.installed
 install-anvil:
 	@if command -v npm >/dev/null; then npm install --silent --no-save --no-audit --no-fund --prefix .tools @foundry-rs/anvil@1.7.1; \
 	else echo "npm not found: the anvil chain tests will be skipped"; fi
+
+## Headless Chromium for the portal's browser tests (Debian's packages; a note when apt-get or root is missing).
+install-browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else echo "apt-get unavailable or not root: install chromium (or set CHROMIUM_BIN); the browser tests will be skipped"; fi
 
 ## The GPU worker packages (torch, diffusers): GPU images, and CI for the diffusers tests on CPU.
 install-gpu: install

@@ -18,6 +18,9 @@ from rest_framework.test import APIClient
 
 SERVICES_RUN = os.environ.get("PLATFORM_TEST_RUN") == "services"
 REQUIRE_SERVICES = SERVICES_RUN and os.environ.get("REQUIRE_SERVICES") == "1"
+# Browser tests (accounts/tests/browser) drive headless Chromium; CI installs it and sets REQUIRE_BROWSER=1.
+CHROMIUM_BIN = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
 
 
 def _service_available(marker: str) -> bool:
@@ -27,6 +30,8 @@ def _service_available(marker: str) -> bool:
         return bool(settings.REDIS_URL)
     if marker == "rabbitmq":
         return settings.BROKER_URL.startswith("amqp")
+    if marker == "browser":
+        return os.access(CHROMIUM_BIN, os.X_OK)
     return True
 
 
@@ -36,6 +41,11 @@ def pytest_runtest_setup(item):
             if REQUIRE_SERVICES:
                 pytest.fail(f"{marker} is required in this run but is not configured", pytrace=False)
             pytest.skip(f"needs {marker}: runs in the production-services run")
+    if item.get_closest_marker("browser") and not _service_available("browser"):
+        if REQUIRE_BROWSER:
+            pytest.fail(f"REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM_BIN}: make install-browser",
+                        pytrace=False)
+        pytest.skip(f"needs Chromium at {CHROMIUM_BIN} (make install-browser, or set CHROMIUM_BIN)")
 
 
 def pytest_report_header(config):

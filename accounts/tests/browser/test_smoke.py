@@ -1,0 +1,30 @@
+"""The browser harness works: sign in through the form, see the dashboard, sign out; a missing page
+answers the portal's 404 page."""
+from __future__ import annotations
+
+import pytest
+
+from accounts.tests.browser.conftest import screenshot, sign_in, with_password
+
+pytestmark = pytest.mark.browser
+
+
+def test_sign_in_shows_the_dashboard_and_an_unknown_page_is_a_404(new_context, tenant_a):
+    owner = with_password(tenant_a.owner)
+    page = new_context().new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto("/")
+    assert "/login/" in page.url  # anonymous: to the sign-in form
+    screenshot(page, "login")
+    sign_in(page, owner)
+    assert page.locator("h1").first.is_visible()
+    assert owner.email in page.locator("header.top").inner_text()
+    screenshot(page, "dashboard")
+
+    response = page.goto("/no-such-page/")
+    assert response.status == 404
+    assert page.locator("#error-title").is_visible()
+    screenshot(page, "not-found")
+    assert not errors, errors
