@@ -114,6 +114,8 @@ def job_context(request, job: Job) -> dict:
                            and storyboard.status == StepStatus.SUCCEEDED),
         "rights": content_rights(job=job, request=request),
         "ws_path": f"/ws/jobs/{job.pk}",
+        # The socket resumes after the events this page already shows, instead of replaying the history.
+        "last_event_id": job.events.order_by("-id").values_list("id", flat=True).first() or 0,
     }
 
 
@@ -127,11 +129,11 @@ def _job_url(job_id, anchor: str = "") -> str:
     return reverse("jobs:job-detail", kwargs={"job_id": job_id}) + anchor
 
 
-def _panel(request, job_id, *, shot_number: int | None = None):
+def _panel(request, job_id, *, job: Job | None = None, shot_number: int | None = None):
     """The live fragments of the job page, each swapped out of band into its place. After a shot's
     edit, its card comes first (it replaces the form) and the rest of the storyboard stays as it is,
     so another card being edited keeps its form."""
-    job = selectors.job_detail(job_id=job_id)
+    job = job or selectors.job_detail(job_id=job_id)  # read again after an action changed it
     context = {**job_context(request, job), "oob": True}
     if shot_number is None:
         return render(request, "generation/_job_panel.html", context)
@@ -149,8 +151,7 @@ class JobPanelView(JobPortalView):
     """GET /jobs/<id>/panel: what the page's script loads on events, and what it polls without a websocket."""
 
     def get(self, request, job_id):
-        self.job(job_id)
-        return _panel(request, job_id)
+        return _panel(request, job_id, job=self.job(job_id))
 
 
 class JobActionView(JobPortalView):

@@ -13,7 +13,7 @@
     "shot.edited", "shot.regenerating", "rights.released"];
   var labels = readJson("job-status-labels");
   var stepLabels = readJson("job-step-status-labels");
-  var socket = null, lastId = 0, attempts = 0, reconnectTimer = null, refreshTimer = null, refreshing = false,
+  var socket = null, lastId = Number(page.dataset.lastEvent) || 0, attempts = 0, reconnectTimer = null, refreshTimer = null, refreshing = false,
     again = false, stopped = false;
   window.jobSocketLive = false;
 
@@ -88,13 +88,16 @@
   function onEvent(event) {
     if (event.id) lastId = Math.max(lastId, event.id);
     if (event.type === "snapshot") {
+      // After a reconnect the page may be behind: reload the fragments when the status moved on.
+      var moved = event.status !== currentStatus();
       setStatus(event.status);
       setProgress(event.progress, event.message);
-      if (event.status !== currentStatus()) refreshSoon();
+      if (moved) refreshSoon();
       return;
     }
     if (event.type === "progress") setProgress(event.progress, event.message);
     if (event.type === "status") setStatus(event.status);
+    if (event.type === "error") setStatus("failed"); // a step failed for good: so did the job
     if (event.type === "completed") setProgress(1);
     updateStep(event);
     if (REFRESHING.indexOf(event.type) !== -1) refreshSoon();
