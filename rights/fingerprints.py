@@ -1,36 +1,42 @@
-"""Perceptual fingerprints: pHash of frames sampled once a second and at scene cuts, stored with four
-16-bit bands, and a global Hamming-distance search that probes the band indexes instead of scanning.
+"""Perceptual fingerprints: pHash of frames sampled once a second and at scene cuts, and a global
+Hamming-distance search over every stored one that reads a few dozen index buckets instead of scanning.
 
-Search is multi-index hashing. Split a 64-bit hash into m = 4 bands and write r = m*q + a (0 <= a < m).
-If two hashes differ in at most r bits, either one of the first a + 1 bands differs in at most q bits or
-some band differs in at most q - 1 bits (otherwise the band distances would add up to more than r). So
-the search looks up bands 0..a within radius q and the others within radius q - 1; for r = 8 that is
-137 values in band 0 and 17 in each of the others, 188 index probes per query hash, and the exact
-distance is then checked in numpy on the candidates (about 0.3% of the rows at a million). Each band index
-also holds phash and organization_id, so the lookup reads only the indexes (index-only scans on
-PostgreSQL once vacuum has marked the table's pages visible; covering indexes on SQLite).
+Search is multi-index hashing. A 64-bit hash is cut into m = 5 bands (13, 13, 13, 13 and 12 bits); write
+r = m*q + a (0 <= a < m). If two hashes differ in at most r bits, either one of the first a + 1 bands
+differs in at most q bits or some band differs in at most q - 1 bits (otherwise the band distances would
+add up to more than r). So the search reads bands 0..a within radius q and the others within radius
+q - 1: for r = 8, the 14 values within one bit in each 13-bit band and the exact value of the 12-bit
+one, 57 buckets per query hash. A bucket (FingerprintBucket) holds every stored hash with that band
+value, packed, so the candidates (about 0.7% of the hashes, 7,000 at a million) come back as 57 rows
+and are checked in numpy. Row by row instead (one index entry per hash and band), the database spends
+more on the thousands of candidate rows than the probes save: 5 to 10 times slower at a million.
+
+A query of many frames (a video) goes in two stages: a few frames spread over it through the buckets
+find the candidate contents, then every frame is compared with all of those contents' fingerprints.
 """
 from __future__ import annotations
 
 import re
 import subprocess
+from functools import lru_cache
 from itertools import combinations
-from math import comb
+from math import ceil
 from pathlib import Path
 
 import imagehash
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
 from PIL import Image
 
 from accounts.tenancy import UNSCOPED, ScopeError, current_scope, dangerously_unscoped
 from generation.media import MediaError, ffmpeg_exe
 from rights.models import Content, Fingerprint
+from rights.models.fingerprints import FingerprintBucket
 
-BANDS = 4
-BAND_BITS = 16
-BAND_MASK = (1 << BAND_BITS) - 1
+BAND_BITS = (13, 13, 13, 13, 12)  # band 0 the most significant bits
+BANDS = len(BAND_BITS)
+BAND_SHIFTS = tuple(sum(BAND_BITS[band + 1:]) for band in range(BANDS))
+BUCKETS_PER_BAND = 1 << max(BAND_BITS)  # bucket key = band * BUCKETS_PER_BAND + band value
 HASH_MASK = (1 << 64) - 1
 
 FRAME_SIZE = 128  # frames are decoded small: pHash looks at a 32x32 grey thumbnail anyway
@@ -38,9 +44,10 @@ SAMPLE_INTERVAL_S = 1.0
 SCENE_THRESHOLD = 0.3
 FRAMES_MAX = 600
 FLAT_FRAME_STD = 3.0  # a near-uniform frame (black, fade) hashes like every other one: it identifies nothing
-SEARCH_HASHES_MAX = 32  # a query is cut to this many frames, evenly spaced: the cost grows with each one
-PROBES_PER_STATEMENT = 16000  # band values in one candidate query (SQLite allows 32,766 parameters)
-IDS_PER_STATEMENT = 10000  # matched hashes looked up at once
+SEARCH_HASHES_MAX = 120  # a query is cut to this many frames, evenly spaced
+SEARCH_PROBES_MIN = 4  # frames of a long query that go through the buckets, at the least
+SEARCH_CANDIDATES_MAX = 100  # contents whose fingerprints the second stage of a long query reads
+KEYS_PER_STATEMENT = 10000  # values in one IN (...) (SQLite allows 32,766 parameters)
 DECODE_TIMEOUT_S = 600
 
 
@@ -58,9 +65,14 @@ def hash_to_unsigned(value: int) -> int:
 
 
 def hash_bands(value: int) -> tuple[int, ...]:
-    """The four 16-bit bands of a hash (signed or unsigned), band 0 the most significant."""
+    """The bands of a hash (signed or unsigned), band 0 the most significant."""
     value = hash_to_unsigned(value)
-    return tuple((value >> (BAND_BITS * (BANDS - 1 - band))) & BAND_MASK for band in range(BANDS))
+    return tuple((value >> shift) & ((1 << bits) - 1) for shift, bits in zip(BAND_SHIFTS, BAND_BITS))
+
+
+def bucket_keys(value: int) -> list[int]:
+    """The keys of the buckets that hold a stored hash, one per band."""
+    return [band * BUCKETS_PER_BAND + part for band, part in enumerate(hash_bands(value))]
 
 
 def hamming(a: int, b: int) -> int:
@@ -136,7 +148,8 @@ def fingerprints_compute(path: Path | str) -> list[tuple[float, int]]:
 # --- store ----------------------------------------------------------------------------------------
 
 def fingerprints_store(*, content: Content, hashes: list[tuple[float, int]]) -> int:
-    """Replace the content's fingerprints with `hashes` ((at_s, pHash) pairs); returns how many.
+    """Replace the content's fingerprints with `hashes` ((at_s, pHash) pairs), and their entries in the
+    search buckets; returns how many.
 
     Runs in the content's tenant scope (or unscoped system work). bulk_create skips the model's save(),
     which is where the scope is checked, so the check is made here."""
@@ -145,33 +158,97 @@ def fingerprints_store(*, content: Content, hashes: list[tuple[float, int]]) -> 
         raise ScopeError("fingerprints_store was called outside a tenant scope")
     if scope != UNSCOPED and scope != content.organization_id:
         raise ScopeError("fingerprints_store was called for another organization's content")
-    rows = []
-    for at_s, value in hashes:
-        bands = hash_bands(value)
-        rows.append(Fingerprint(
-            organization_id=content.organization_id, content_id=content.pk, at_s=float(at_s),
-            phash=hash_to_signed(value), band0=bands[0], band1=bands[1], band2=bands[2], band3=bands[3],
-        ))
+    rows = [
+        Fingerprint(organization_id=content.organization_id, content_id=content.pk, at_s=float(at_s),
+                    phash=hash_to_signed(value))
+        for at_s, value in hashes
+    ]
     with transaction.atomic():
-        Fingerprint.objects.filter(content_id=content.pk).delete()
+        stored = Fingerprint.objects.filter(content_id=content.pk)
+        removed = list(stored.values_list("phash", flat=True))
+        stored.delete()
         Fingerprint.objects.bulk_create(rows, batch_size=2000)
+        _buckets_update(removed=removed, added=[row.phash for row in rows])
         Content.objects.filter(pk=content.pk).update(fingerprint_count=len(rows))
     content.fingerprint_count = len(rows)
     return len(rows)
 
 
+def _pack(values) -> bytes:
+    return np.asarray(values, dtype=np.uint64).astype("<u8").tobytes()
+
+
+def _unpack(packed) -> np.ndarray:
+    return np.frombuffer(packed, dtype="<u8").astype(np.uint64)
+
+
+def _buckets_update(*, removed: list[int], added: list[int]) -> None:
+    """Take `removed` out of their buckets (one entry each) and put `added` in. The buckets are locked
+    in key order (created first where missing), so concurrent stores neither lose an update nor
+    deadlock; on SQLite the write transaction already serializes them."""
+    changes: dict[int, tuple[list[int], list[int]]] = {}
+    for values, side in ((removed, 0), (added, 1)):
+        for value in values:
+            for key in bucket_keys(value):
+                changes.setdefault(key, ([], []))[side].append(hash_to_unsigned(value))
+    keys = sorted(changes)
+    if not keys:
+        return
+    FingerprintBucket.objects.bulk_create([FingerprintBucket(key=key) for key in keys], ignore_conflicts=True,
+                                          batch_size=2000)
+    current = {}
+    for chunk in _chunks(keys, KEYS_PER_STATEMENT):
+        current.update(FingerprintBucket.objects.select_for_update().filter(key__in=chunk).order_by("key")
+                       .values_list("key", "hashes"))
+    buckets = []
+    for key in keys:
+        out, into = changes[key]
+        values = _unpack(current[key])
+        for value in out:
+            at = np.flatnonzero(values == np.uint64(value))
+            if len(at):
+                values = np.delete(values, at[0])
+        values = np.concatenate([values, np.array(into, dtype=np.uint64)])
+        buckets.append(FingerprintBucket(key=key, hashes=_pack(values)))
+    FingerprintBucket.objects.bulk_create(buckets, update_conflicts=True, unique_fields=["key"],
+                                          update_fields=["hashes"], batch_size=1000)
+
+
+def fingerprint_buckets_rebuild() -> int:
+    """Rebuild every search bucket from the stored fingerprints (after a bulk load, or to drop the hashes
+    of deleted contents); returns the number of buckets. Unscoped system work, in one transaction."""
+    with dangerously_unscoped(), transaction.atomic():
+        values = np.fromiter(Fingerprint.objects.values_list("phash", flat=True).iterator(chunk_size=50_000),
+                             dtype=np.int64)
+        FingerprintBucket.objects.all().delete()
+        buckets = [FingerprintBucket(key=key, hashes=packed) for key, packed in buckets_pack(values)]
+        FingerprintBucket.objects.bulk_create(buckets, batch_size=1000)
+    return len(buckets)
+
+
+def buckets_pack(values: np.ndarray) -> list[tuple[int, bytes]]:
+    """(key, packed hashes) of every non-empty bucket for these stored hashes (int64 or uint64)."""
+    values = np.asarray(values).view(np.uint64)
+    buckets = []
+    for band, (shift, bits) in enumerate(zip(BAND_SHIFTS, BAND_BITS)):
+        parts = ((values >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
+        order = np.argsort(parts, kind="stable")
+        parts, ordered = parts[order], values[order]
+        starts = np.flatnonzero(np.diff(parts, prepend=-1))
+        for start, end in zip(starts.tolist(), starts[1:].tolist() + [len(parts)]):
+            buckets.append((band * BUCKETS_PER_BAND + int(parts[start]), _pack(ordered[start:end])))
+    return buckets
+
+
 # --- search ---------------------------------------------------------------------------------------
 
-def _neighbours(value: int, radius: int) -> list[int]:
-    """Every 16-bit value within `radius` bits of `value`."""
-    found = [value]
+@lru_cache(maxsize=64)
+def _flips(bits: int, radius: int) -> tuple[int, ...]:
+    """Every mask of at most `radius` set bits among the low `bits`."""
+    masks = [0]
     for distance in range(1, radius + 1):
-        for bits in combinations(range(BAND_BITS), distance):
-            flip = 0
-            for bit in bits:
-                flip |= 1 << bit
-            found.append(value ^ flip)
-    return found
+        masks += [sum(1 << bit for bit in chosen) for chosen in combinations(range(bits), distance)]
+    return tuple(masks)
 
 
 def band_radii(max_distance: int) -> list[int]:
@@ -180,31 +257,27 @@ def band_radii(max_distance: int) -> list[int]:
     return [q if band <= a else q - 1 for band in range(BANDS)]
 
 
-def candidates_queryset(hashes: list[int], *, max_distance: int) -> QuerySet:
-    """Stored hashes (signed) sharing a probed band value with any of `hashes`: a superset of those
-    within `max_distance`. One SELECT per probed band, joined with UNION ALL (a hash may come back more
-    than once), so each reads only its band's index: the indexes hold (band, phash, organization_id),
-    the last for the row level security check, so no table row is read. Callers hold an explicit scope
-    (search is global)."""
-    probes: list[set[int]] = [set() for _ in range(BANDS)]
-    radii = band_radii(max_distance)
-    for value in hashes:
-        for band, part in enumerate(hash_bands(value)):
-            if radii[band] >= 0:
-                probes[band].update(_neighbours(part, radii[band]))
-    selects = [
-        Fingerprint.objects.filter(**{f"band{band}__in": sorted(values)}).values_list("phash", flat=True)
-        for band, values in enumerate(probes) if values
-    ]
-    return selects[0].union(*selects[1:], all=True) if len(selects) > 1 else selects[0]
+def probe_keys(value: int, *, max_distance: int) -> list[int]:
+    """The buckets to read for one query hash: together they hold every stored hash within
+    `max_distance` of it (and others, which the exact check drops)."""
+    keys = []
+    for band, (part, radius) in enumerate(zip(hash_bands(value), band_radii(max_distance))):
+        if radius >= 0:
+            keys += [band * BUCKETS_PER_BAND + (part ^ flip) for flip in _flips(BAND_BITS[band], radius)]
+    return keys
 
 
 def _query_sample(hashes: list[int]) -> list[int]:
     unique = list(dict.fromkeys(hash_to_unsigned(value) for value in hashes))
-    if len(unique) <= SEARCH_HASHES_MAX:
-        return unique
-    step = len(unique) / SEARCH_HASHES_MAX
-    return [unique[int(index * step)] for index in range(SEARCH_HASHES_MAX)]
+    return _spread(unique, SEARCH_HASHES_MAX)
+
+
+def _spread(values: list, count: int) -> list:
+    """`count` of `values` evenly spaced (all of them if there are no more)."""
+    if len(values) <= count:
+        return list(values)
+    step = len(values) / count
+    return [values[int((index + 0.5) * step)] for index in range(count)]
 
 
 def _chunks(values: list, size: int) -> list[list]:
@@ -220,46 +293,98 @@ def fingerprint_search(hashes: list[int], *, max_distance: int = 8, min_fraction
     SEARCH_HASHES_MAX distinct frames is cut to that many, evenly spaced. Each result:
     `content_id` (the Content pk), `organization_id`, `matched_frames`, `matched_fraction` (of the
     query's frames with a fingerprint of that content within the distance; at least `min_fraction`),
-    `best_distance`. Best first; at most `limit_contents`. Two queries at the default distance (the
-    candidates, then the owners of the hashes that matched), whatever the size of the table.
+    `best_distance`. Best first; at most `limit_contents`.
+
+    Up to `ceil(2 / min_fraction)` frames (every frame when min_fraction is 0) go through the buckets,
+    spread evenly, so a stretch of at least `min_fraction` of the query holds about two of them: the
+    contents they match (at most SEARCH_CANDIDATES_MAX, most matches first) are the candidates, and if
+    the query had more frames, all of them are then compared with all of those contents' fingerprints,
+    so `matched_frames` counts every frame. A content that matches none of the spread frames is not
+    found. Queries: the buckets, the owners of the hashes that matched (when any did), and for a longer
+    query the candidates' fingerprints, whatever the size of the table.
     """
     if not 0 <= max_distance <= 15:
         raise ValueError("max_distance must be between 0 and 15")
     queries = _query_sample(hashes)
     if not queries:
         return []
-    if connection.vendor == "postgresql":
-        return _rank(_postgres_matches(queries, max_distance=max_distance), len(queries), min_fraction=min_fraction,
-                     limit_contents=limit_contents)
-    probes_per_hash = sum(sum(comb(BAND_BITS, k) for k in range(radius + 1)) for radius in band_radii(max_distance))
+    probes = queries if min_fraction <= 0 else _spread(queries, max(SEARCH_PROBES_MIN, ceil(2 / min_fraction)))
     with dangerously_unscoped():
-        found = []
-        for group in _chunks(queries, max(1, PROBES_PER_STATEMENT // probes_per_hash)):
-            found += candidates_queryset(group, max_distance=max_distance)
-        stored = np.unique(np.array(found, dtype=np.int64)).view(np.uint64)
-        wanted = np.array(queries, dtype=np.uint64)
-        distances = np.bitwise_count(stored[:, None] ^ wanted[None, :])  # candidates x query frames
-        close = distances <= max_distance
-        hit = np.flatnonzero(close.any(axis=1))
-        if not len(hit):
+        found = _bucket_matches(probes, max_distance=max_distance)
+        if not found:
             return []
-        # The owners of the hashes that matched, read through the band 0 index.
-        owners: dict[int, list[tuple]] = {}
-        for chunk in _chunks(hit.tolist(), IDS_PER_STATEMENT):
-            values = [hash_to_signed(int(stored[index])) for index in chunk]
-            for value, content_id, organization_id in Fingerprint.objects.filter(
-                    band0__in={hash_bands(value)[0] for value in values}, phash__in=values).values_list(
-                    "phash", "content_id", "organization_id"):
-                owners.setdefault(hash_to_unsigned(value), []).append((content_id, organization_id))
-    matches: dict = {}
-    for index in hit:
-        frames = np.flatnonzero(close[index]).tolist()
-        best = int(distances[index][close[index]].min())
-        for content_id, organization_id in owners.get(int(stored[index]), []):
-            match = matches.setdefault(content_id, {"organization_id": organization_id, "frames": set(), "best": 64})
-            match["frames"].update(frames)
-            match["best"] = min(match["best"], best)
+        owners = _owners(found)
+        matches: dict = {}
+        for index, close in enumerate(found):
+            for value, distance in close.items():
+                for content_id, organization_id in owners.get(value, ()):
+                    match = matches.setdefault(content_id, {"organization_id": organization_id, "frames": set(),
+                                                            "best": 64})
+                    match["frames"].add(index)
+                    match["best"] = min(match["best"], distance)
+        if len(probes) < len(queries) and matches:
+            candidates = sorted(matches, key=lambda content_id: (-len(matches[content_id]["frames"]),
+                                                                 matches[content_id]["best"], str(content_id)))
+            matches = _content_matches(candidates[:SEARCH_CANDIDATES_MAX], queries, max_distance=max_distance)
     return _rank(matches, len(queries), min_fraction=min_fraction, limit_contents=limit_contents)
+
+
+def _bucket_matches(queries: list[int], *, max_distance: int) -> list[dict[int, int]]:
+    """For each query hash, {stored hash: distance} of the stored hashes within `max_distance`."""
+    keys_of = [probe_keys(value, max_distance=max_distance) for value in queries]
+    packed: dict[int, bytes] = {}
+    # In SQL rather than through the ORM, whose query building would take as long as the read itself.
+    # The table holds no tenant's rows, only hashes.
+    with connection.cursor() as cursor:
+        for chunk in _chunks(sorted({key for keys in keys_of for key in keys}), KEYS_PER_STATEMENT):
+            cursor.execute(f"SELECT key, hashes FROM {FingerprintBucket._meta.db_table} "
+                           f"WHERE key IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            packed.update(cursor.fetchall())
+    found = []
+    for value, keys in zip(queries, keys_of):
+        stored = np.frombuffer(b"".join(packed[key] for key in keys if key in packed), dtype="<u8")
+        distances = np.bitwise_count(stored ^ np.uint64(value))
+        close = distances <= max_distance
+        found.append(dict(zip(stored[close].tolist(), distances[close].tolist())))
+    return found if any(found) else []
+
+
+def _owners(found: list[dict[int, int]]) -> dict[int, list[tuple]]:
+    """{stored hash (unsigned): [(content_id, organization_id), ...]} for the hashes in `found`."""
+    values = sorted({hash_to_signed(value) for close in found for value in close})
+    owners: dict[int, list[tuple]] = {}
+    # In SQL like the bucket read, under the caller's dangerously_unscoped (row level security still
+    # applies on PostgreSQL): the same rows as Fingerprint.objects.filter(phash__in=...) in that scope.
+    content = Fingerprint._meta.get_field("content")
+    with connection.cursor() as cursor:
+        for chunk in _chunks(values, KEYS_PER_STATEMENT):
+            cursor.execute(f"SELECT phash, content_id, organization_id FROM {Fingerprint._meta.db_table} "
+                           f"WHERE phash IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            for value, content_id, organization_id in cursor.fetchall():
+                content_id = content.to_python(content_id)  # a uuid.UUID on every back end
+                owners.setdefault(hash_to_unsigned(value), []).append((content_id, organization_id))
+    return owners
+
+
+def _content_matches(content_ids: list, queries: list[int], *, max_distance: int) -> dict:
+    """Every query frame against every fingerprint of these contents, in one query."""
+    rows = list(Fingerprint.objects.filter(content_id__in=content_ids).values_list(
+        "content_id", "organization_id", "phash"))
+    if not rows:
+        return {}
+    stored = np.array([row[2] for row in rows], dtype=np.int64).view(np.uint64)
+    distances = np.bitwise_count(stored[:, None] ^ np.array(queries, dtype=np.uint64)[None, :])  # rows x frames
+    by_content: dict = {}
+    for index, (content_id, organization_id, _value) in enumerate(rows):
+        by_content.setdefault(content_id, (organization_id, []))[1].append(index)
+    matches = {}
+    for content_id, (organization_id, indexes) in by_content.items():
+        best = distances[indexes].min(axis=0)  # per query frame
+        frames = np.flatnonzero(best <= max_distance)
+        if len(frames):
+            matches[content_id] = {"organization_id": organization_id, "frames": set(frames.tolist()),
+                                   "best": int(best[frames].min())}
+    return matches
 
 
 def _rank(matches: dict, query_count: int, *, min_fraction: float, limit_contents: int) -> list[dict]:
@@ -275,72 +400,3 @@ def _rank(matches: dict, query_count: int, *, min_fraction: float, limit_content
             })
     results.sort(key=lambda result: (-result["matched_fraction"], result["best_distance"], str(result["content_id"])))
     return results[:limit_contents]
-
-
-# --- search on PostgreSQL -------------------------------------------------------------------------
-# One statement per search. The probed band values go in as int arrays (`band_i = ANY(%s)`, one index-only
-# scan per band, joined with UNION ALL), the exact distance is checked in SQL (bit_count over a bit(64)
-# cast of the xor), and only the hashes that matched are looked up again, one band0 index probe each, for
-# their contents. A LATERAL subquery with OFFSET 0 keeps that last lookup a parametrized index scan, and
-# its band0 value is computed beforehand (in the materialized CTE): an expression there (a cast that can
-# fail is not leakproof) would not be allowed into the index condition under row level security. With
-# several query hashes each candidate is joined back to the probes that found it (band, value -> query
-# hash), so it is compared only with those query hashes rather than with all of them.
-
-_PG_TABLE = Fingerprint._meta.db_table
-_PG_OWNERS = f"""
-SELECT m.h, m.d, f.content_id, f.organization_id FROM m CROSS JOIN LATERAL (
-    SELECT content_id, organization_id FROM {_PG_TABLE} WHERE band0 = m.b0 AND phash = m.phash OFFSET 0) f"""
-
-
-def postgres_search_sql(hashes: list[int], *, max_distance: int) -> tuple[str, dict]:
-    """The one PostgreSQL statement for `hashes` (unsigned) and its parameters; it returns rows of
-    (query hash as signed int64, distance, content_id, organization_id), one per stored fingerprint within
-    `max_distance` of a query hash and query hash it matched (a fingerprint repeated in a content may
-    come back more than once)."""
-    radii = band_radii(max_distance)
-    signed = [hash_to_signed(value) for value in hashes]
-    params: dict = {"r": max_distance}
-    probes: list[list[tuple[int, int]]] = [[] for _ in range(BANDS)]  # (value, signed query hash) per band
-    for value, query in zip(hashes, signed):
-        for band, part in enumerate(hash_bands(value)):
-            if radii[band] >= 0:
-                probes[band] += [(neighbour, query) for neighbour in _neighbours(part, radii[band])]
-    branches = []
-    for band, found in enumerate(probes):
-        if found:
-            params[f"p{band}"] = sorted({value for value, _query in found})
-            branches.append(f"SELECT {band} AS b, band{band} AS v, phash FROM {_PG_TABLE} "
-                            f"WHERE band{band} = ANY(%(p{band})s::int[])")
-    candidates = " UNION ALL ".join(branches)
-    if len(hashes) == 1:
-        params["h"] = signed[0]
-        sql = f"""WITH m AS MATERIALIZED (
-    SELECT DISTINCT c.phash, %(h)s::bigint AS h, bit_count((c.phash # %(h)s::bigint)::bit(64))::int AS d,
-           ((c.phash >> 48) & 65535)::int AS b0
-    FROM ({candidates}) c WHERE bit_count((c.phash # %(h)s::bigint)::bit(64)) <= %(r)s)""" + _PG_OWNERS
-    else:
-        params["pb"] = [band for band, found in enumerate(probes) for _ in found]
-        params["pv"] = [value for found in probes for value, _query in found]
-        params["ph"] = [query for found in probes for _value, query in found]
-        sql = f"""WITH p AS MATERIALIZED (
-    SELECT * FROM unnest(%(pb)s::int[], %(pv)s::int[], %(ph)s::bigint[]) AS p(b, v, h)),
-m AS MATERIALIZED (
-    SELECT DISTINCT c.phash, p.h, bit_count((c.phash # p.h)::bit(64))::int AS d, ((c.phash >> 48) & 65535)::int AS b0
-    FROM ({candidates}) c JOIN p ON p.b = c.b AND p.v = c.v WHERE bit_count((c.phash # p.h)::bit(64)) <= %(r)s)""" \
-            + _PG_OWNERS
-    return sql, params
-
-
-def _postgres_matches(queries: list[int], *, max_distance: int) -> dict:
-    index_of = {hash_to_signed(value): index for index, value in enumerate(queries)}
-    sql, params = postgres_search_sql(queries, max_distance=max_distance)
-    with dangerously_unscoped(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    matches: dict = {}
-    for query, distance, content_id, organization_id in rows:
-        match = matches.setdefault(content_id, {"organization_id": organization_id, "frames": set(), "best": 64})
-        match["frames"].add(index_of[query])
-        match["best"] = min(match["best"], distance)
-    return matches
