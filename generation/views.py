@@ -40,7 +40,8 @@ STATUS_LABELS = {
     JobStatus.PENDING: gettext_lazy("Pending"), JobStatus.STYLE_DETECTION: gettext_lazy("Detecting the style"),
     JobStatus.STORY_GENERATION: gettext_lazy("Writing the script"),
     JobStatus.STORYBOARD_BREAKDOWN: gettext_lazy("Storyboarding"),
-    JobStatus.IMAGE_GENERATION: gettext_lazy("Drawing frames"), JobStatus.VIDEO_GENERATION: gettext_lazy("Animating clips"),
+    JobStatus.IMAGE_GENERATION: gettext_lazy("Drawing frames"),
+    JobStatus.VIDEO_GENERATION: gettext_lazy("Animating clips"),
     JobStatus.COMPOSING: gettext_lazy("Composing"), JobStatus.REVIEWING: gettext_lazy("Reviewing"),
     JobStatus.AWAITING_APPROVAL: gettext_lazy("Awaiting approval"), JobStatus.PROTECTING: gettext_lazy("Protecting"),
     JobStatus.REGISTERING: gettext_lazy("Registering"), JobStatus.COMPLETED: gettext_lazy("Completed"),
@@ -91,6 +92,7 @@ def job_context(request, job: Job) -> dict:
     scopes = request.scopes
     storyboard = by_key.get((Stage.STORYBOARD, 0))
     status = job.status
+    error_stage = (job.error or {}).get("stage")
     approval_required = bool((job.template_snapshot.get("settings") or {}).get("approval_required"))
     return {
         "job": job,
@@ -99,6 +101,7 @@ def job_context(request, job: Job) -> dict:
         "script": _artifact_data(by_key.get((Stage.SCRIPT, 0))),
         "style": _artifact_data(by_key.get((Stage.STYLE, 0))),
         "status_label": STATUS_LABELS.get(status, status),
+        "error_stage_label": STAGE_LABELS.get(error_stage, error_stage) if error_stage else "",
         "status_labels": {key: str(label) for key, label in STATUS_LABELS.items()},
         "step_status_labels": {key: str(label) for key, label in STEP_STATUS_LABELS.items()},
         "progress_percent": round(job.progress * 100),
@@ -138,7 +141,8 @@ def _panel(request, job_id, *, job: Job | None = None, shot_number: int | None =
     if shot_number is None:
         return render(request, "generation/_job_panel.html", context)
     shot = next(shot for shot in context["shots"] if shot["number"] == shot_number)
-    return render(request, "generation/_shot_saved.html", {**context, "shot": shot, "skip_storyboard": True})
+    return render(request, "generation/_shot_saved.html", {**context, "shot": shot, "skip_storyboard": True,
+                                                           "focus_edit": True})
 
 
 class JobDetailView(JobPortalView):
@@ -218,7 +222,7 @@ class ShotForm(forms.Form):
     """The fields and limits of the API's ShotIn (generation/api.py)."""
 
     description = forms.CharField(label=gettext_lazy("Description"), max_length=2000,
-                                  widget=forms.Textarea(attrs={"rows": 4}))
+                                  widget=forms.Textarea(attrs={"rows": 4, "autofocus": True}))
     dialogue = forms.CharField(label=gettext_lazy("Dialogue or narration"), max_length=2000, required=False,
                                widget=forms.Textarea(attrs={"rows": 2}))
     camera_movement = forms.ChoiceField(label=gettext_lazy("Camera movement"),
@@ -246,7 +250,7 @@ class ShotCardView(JobPortalView):
         shot, context = _shot(request, self.job(job_id), number)
         if not request.htmx:
             return render(request, "generation/job_detail.html", context)
-        return render(request, "generation/_shot_card.html", {**context, "shot": shot})
+        return render(request, "generation/_shot_card.html", {**context, "shot": shot, "focus_edit": True})
 
 
 class ShotEditView(JobPortalView):

@@ -149,17 +149,6 @@
     }
   });
 
-  // Keyboard focus follows an opened edit form, and returns to the card's Edit button after.
-  document.body.addEventListener("htmx:afterSwap", function (evt) {
-    var swapped = evt.detail.elt;
-    if (!swapped || !swapped.classList) return;
-    var form = document.querySelector("form.shot-form#" + (evt.detail.target && evt.detail.target.id));
-    if (form) {
-      var first = form.querySelector("textarea, input, select");
-      if (first) first.focus();
-    }
-  });
-
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible" && !socket && !stopped) {
       attempts = 0;
