@@ -141,11 +141,21 @@
     reconnectTimer = setTimeout(function () { reconnectTimer = null; connect(); }, delay);
   }
 
-  // A panel refresh never throws away a shot form being edited: its storyboard waits for the next one.
   document.body.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var target = evt.detail.target;
-    if (target && target.id === "storyboard" && target.querySelector("form.shot-form")) {
+    if (!target) return;
+    // A refresh never throws away a shot form being edited: the storyboard waits for the next one.
+    if (target.id === "storyboard" && target.querySelector("form.shot-form")) {
       evt.detail.shouldSwap = false;
+    }
+    // Nor restarts the player while the video is the same one (its URL carries the video's version).
+    if (target.id === "job-output") {
+      var playing = target.querySelector("#job-video");
+      var arriving = evt.detail.fragment && evt.detail.fragment.querySelector
+        ? evt.detail.fragment.querySelector("#job-video") : null;
+      if (playing && arriving && playing.getAttribute("src") === arriving.getAttribute("src")) {
+        evt.detail.shouldSwap = false;
+      }
     }
   });
 
