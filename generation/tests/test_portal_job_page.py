@@ -145,10 +145,14 @@ def test_cancel_then_retry_through_htmx_and_plain_posts(client, tenant_a):
     page = body(response)
     assert 'data-status="cancelled"' in page and 'id="job-retry"' in page and "The job was cancelled." in page
     assert 'id="shot-1-edit"' not in page  # a cancelled job's shots can't be edited (services._editable)
+    assert 'hx-trigger="every 3s' not in page  # a finished job's poller stops
 
+    response = client.post(f"/jobs/{job.pk}/retry", **HTMX)
+    assert response.status_code == 200 and reload(tenant_a, job).status == JobStatus.RETRYING
+    assert 'hx-trigger="every 3s' in body(response) and 'id="job-cancel"' in body(response)  # and polls again
+    client.post(f"/jobs/{job.pk}/cancel", **HTMX)
     response = client.post(f"/jobs/{job.pk}/retry")
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
-    assert reload(tenant_a, job).status == JobStatus.RETRYING
 
 
 def test_refused_action_becomes_a_message_not_an_error_page(client, tenant_a):
