@@ -12,10 +12,12 @@ import os
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 from django.db import close_old_connections, connection
+from django.db.backends.signals import connection_created
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +120,29 @@ def _async_unsafe_allowed():
 
 @pytest.fixture(scope="package")
 def portal_server(django_db_setup, django_db_blocker):
+    # Threads keep their own connections; persistent ones would outlive the tests and keep PostgreSQL
+    # from dropping the test database. Every thread's connection reads this same settings dict.
+    # Those a thread leaves open (a request cut short, a cancelled consumer) are closed at the end.
+    before = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 0
+    opened = weakref.WeakSet()
+
+    def remember(sender, connection, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            opened.add(connection)
+
+    connection_created.connect(remember, weak=False)
     server = PortalServer().start()
     yield server
     server.stop()
+    connection_created.disconnect(remember)
+    connection.settings_dict["CONN_MAX_AGE"] = before
+    for wrapper in list(opened):
+        if wrapper.connection is not None:
+            try:
+                wrapper.connection.close()  # the driver's connection: Django's close() checks the thread
+            except Exception:
+                pass
 
 
 @pytest.fixture
@@ -138,6 +160,8 @@ def live_portal(portal_server, transactional_db, settings, tmp_path):
 
 @pytest.fixture(scope="package")
 def browser(_async_unsafe_allowed):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "layout-report.txt").write_text("")  # this run's findings only
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -179,12 +203,38 @@ def sign_in(page, user) -> None:
     assert "/login/" not in page.url, page.content()
 
 
+# Elements that stick out of the viewport to the right (the page scrolls sideways): the outermost ones.
+OVERFLOW_JS = """() => {
+    const width = document.documentElement.clientWidth, found = [];
+    for (const node of document.body.querySelectorAll('*')) {
+        const rect = node.getBoundingClientRect();
+        if (rect.width === 0 || rect.right <= width + 1) continue;
+        let clipped = false;
+        for (let up = node.parentElement; up && up !== document.body; up = up.parentElement) {
+            const style = getComputedStyle(up);
+            if (style.overflowX !== 'visible' || up.getBoundingClientRect().right > width + 1) { clipped = true; break; }
+        }
+        if (clipped) continue;
+        const name = node.tagName.toLowerCase() + (node.id ? '#' + node.id : '') +
+            (node.classList.length ? '.' + [...node.classList].join('.') : '');
+        found.push(name + ' right=' + Math.round(rect.right) + 'px');
+    }
+    return {scrollWidth: document.documentElement.scrollWidth, width, found: found.slice(0, 8)};
+}"""
+
+
 def screenshot(page, name: str) -> None:
-    """`var/screenshots/<name>-desktop.png` and `<name>-phone.png`, full page; the viewport is restored."""
+    """`var/screenshots/<name>-desktop.png` and `<name>-phone.png`, full page; the viewport is restored.
+    What sticks out sideways at either width is listed in var/screenshots/layout-report.txt."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
     for label, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(100)  # a reflow and a paint
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        overflow = page.evaluate(OVERFLOW_JS)
+        if overflow["scrollWidth"] > overflow["width"] or overflow["found"]:
+            with open(SCREENSHOTS / "layout-report.txt", "a") as report:
+                report.write(f"{name}-{label}.png ({page.url}): page {overflow['scrollWidth']}px wide in "
+                             f"{overflow['width']}px; sticking out: {', '.join(overflow['found']) or '-'}\n")
     page.set_viewport_size(before)

@@ -21,7 +21,7 @@ def test_sign_in_shows_the_dashboard_and_an_unknown_page_is_a_404(new_context, t
     sign_in(page, owner)
     assert page.locator("h1").first.is_visible()
     assert owner.email in page.locator("header.top").inner_text()
-    screenshot(page, "dashboard")
+    screenshot(page, "dashboard-empty")
 
     response = page.goto("/no-such-page/")
     assert response.status == 404
