@@ -1,11 +1,124 @@
-"""Portal pages of projects."""
-from django.shortcuts import get_object_or_404, render
+"""Portal pages of projects: the list with its create form, a project with its jobs and assets, and
+the forms that edit and delete it.
+
+They read through `projects.selectors` and write through `projects.services`, like the projects API
+(projects/api.py), with the same scopes: reads need `project:read`, writes `project:write`."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.decorators import requires_scope
-from projects.selectors import project_list
+from accounts.portal import PAGE_SIZE, form_refused, page_of, portal_actor
+from config.errors import DomainError
+from generation import selectors as job_selectors
+from generation.models import JobStatus
+from generation.views import STATUS_LABELS
+from projects import selectors, services
+from rights.models import Content
+
+
+class ProjectForm(forms.Form):
+    """The fields POST /api/v1/projects accepts (projects.api.ProjectIn)."""
+
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=120)
+    description = forms.CharField(label=gettext_lazy("Description"), max_length=5000, required=False,
+                                  widget=forms.Textarea(attrs={"rows": 3}))
+
+
+def _require_write(request) -> None:
+    # The page itself needs only project:read; every write is checked again here, on the server.
+    if "project:write" not in request.scopes:
+        raise PermissionDenied("needs project:write")
+
+
+def _project(project_id):
+    """The project of the active organization, or 404 (missing and foreign answer alike)."""
+    return get_object_or_404(selectors.project_list(), pk=project_id)
+
+
+def _with_status_labels(jobs):
+    for job in jobs:
+        job.status_label = STATUS_LABELS.get(job.status, job.status)
+        job.progress_percent = round((job.progress or 0) * 100)
+    return jobs
+
+
+@requires_scope("project:read")
+def project_list(request):
+    form = ProjectForm()
+    if request.method == "POST":
+        _require_write(request)
+        form = ProjectForm(request.POST)
+        if form.is_valid():
+            try:
+                project = services.project_create(organization=request.organization, actor=portal_actor(request),
+                                                  **form.cleaned_data)
+            except DomainError as exc:
+                form_refused(form, exc)
+            else:
+                messages.success(request, _("Project “%(name)s” created.") % {"name": project.name})
+                return redirect("projects:project-detail", project_id=project.pk)
+    search = request.GET.get("search", "")[:120]
+    projects = selectors.project_list(search=search).annotate(job_count=Count("jobs"))
+    return render(request, "projects/project_list.html", {
+        "page": page_of(request, projects), "form": form, "search": search,
+    }, status=400 if form.is_bound and form.errors else 200)
 
 
 @requires_scope("project:read")
 def project_detail(request, project_id):
-    project = get_object_or_404(project_list(), pk=project_id)
-    return render(request, "projects/project_detail.html", {"project": project})
+    project = _project(project_id)
+    jobs = page_of(request, job_selectors.job_list(project_id=project.pk))
+    _with_status_labels(jobs.object_list)
+    # Content has no link to a project: a project's assets are the protected outputs of its jobs.
+    assets = Paginator(
+        Content.objects.filter(job__project_id=project.pk).select_related("job").order_by("-created_at"), PAGE_SIZE,
+    ).get_page(request.GET.get("assets_page"))
+    return render(request, "projects/project_detail.html", {
+        "project": project, "jobs": jobs, "assets": assets, "completed": JobStatus.COMPLETED,
+    })
+
+
+@requires_scope("project:read")
+def project_edit(request, project_id):
+    project = _project(project_id)
+    _require_write(request)
+    form = ProjectForm(initial={"name": project.name, "description": project.description})
+    if request.method == "POST":
+        form = ProjectForm(request.POST)
+        if form.is_valid():
+            try:
+                services.project_update(project=project, actor=portal_actor(request), **form.cleaned_data)
+            except DomainError as exc:
+                form_refused(form, exc)
+            else:
+                messages.success(request, _("Project saved."))
+                return redirect("projects:project-detail", project_id=project.pk)
+    return render(request, "projects/project_form.html", {"project": project, "form": form},
+                  status=400 if form.is_bound and form.errors else 200)
+
+
+@requires_scope("project:read")
+def project_delete(request, project_id):
+    project = _project(project_id)
+    _require_write(request)
+    if request.method == "POST":
+        name = project.name
+        try:
+            services.project_delete(project=project, actor=portal_actor(request))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect("projects:project-detail", project_id=project.pk)
+        messages.success(request, _("Project “%(name)s” deleted.") % {"name": name})
+        return redirect(reverse("projects:project-list"))
+    return render(request, "projects/project_delete.html", {
+        "project": project, "job_count": project.jobs.count(),
+    })
