@@ -1,13 +1,15 @@
 """Portal pages of jobs (the API's routes are in generation/urls.py)."""
 from django.urls import path
 
-from config.views import portal_pending
 from generation import views as job_views
+from generation import views_new
 
 app_name = "jobs"
 urlpatterns = [
-    path("jobs/", portal_pending, name="job-list"),
-    path("jobs/new/", portal_pending, name="job-new"),
+    # The jobs list, the new job form and its estimate (generation/views_new.py).
+    path("jobs/", views_new.job_list, name="job-list"),
+    path("jobs/new/", views_new.job_new, name="job-new"),
+    path("jobs/new/estimate", views_new.job_estimate, name="job-estimate"),
     # The job page, its live fragments, actions and files (generation/views.py).
     path("jobs/<uuid:job_id>/", job_views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/panel", job_views.JobPanelView.as_view(), name="job-panel"),
