@@ -53,6 +53,7 @@ def job_list(request):
     for job in page.object_list:
         job.status_label = STATUS_LABELS.get(job.status, job.status)
         job.progress_percent = round((job.progress or 0) * 100)
+        job.cost_text = budgets.money(job.cost)
     return render(request, "generation/job_list.html", {
         "page": page, "filters": filters, "filtered": bool(status or project_id), "has_projects": bool(projects),
         "completed": JobStatus.COMPLETED,

@@ -19,6 +19,7 @@ from accounts.decorators import requires_scope
 from accounts.portal import PAGE_SIZE, form_refused, page_of, portal_actor
 from config.errors import DomainError
 from generation import selectors as job_selectors
+from generation.budgets import money
 from generation.models import JobStatus
 from generation.views import STATUS_LABELS
 from projects import selectors, services
@@ -48,6 +49,7 @@ def _with_status_labels(jobs):
     for job in jobs:
         job.status_label = STATUS_LABELS.get(job.status, job.status)
         job.progress_percent = round((job.progress or 0) * 100)
+        job.cost_text = money(job.cost)
     return jobs
 
 
