@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import combinations
 from math import ceil
@@ -332,14 +334,8 @@ def fingerprint_search(hashes: list[int], *, max_distance: int = 8, min_fraction
 def _bucket_matches(queries: list[int], *, max_distance: int) -> list[dict[int, int]]:
     """For each query hash, {stored hash: distance} of the stored hashes within `max_distance`."""
     keys_of = [probe_keys(value, max_distance=max_distance) for value in queries]
-    packed: dict[int, bytes] = {}
-    # In SQL rather than through the ORM, whose query building would take as long as the read itself.
-    # The table holds no tenant's rows, only hashes.
-    with connection.cursor() as cursor:
-        for chunk in _chunks(sorted({key for keys in keys_of for key in keys}), KEYS_PER_STATEMENT):
-            cursor.execute(f"SELECT key, hashes FROM {FingerprintBucket._meta.db_table} "
-                           f"WHERE key IN ({', '.join(['%s'] * len(chunk))})", chunk)
-            packed.update(cursor.fetchall())
+    packed = dict(_select("key, hashes", FingerprintBucket, "key", sorted({key for keys in keys_of for key in keys}),
+                          pg_type="int"))
     found = []
     for value, keys in zip(queries, keys_of):
         stored = np.frombuffer(b"".join(packed[key] for key in keys if key in packed), dtype="<u8")
@@ -352,24 +348,19 @@ def _bucket_matches(queries: list[int], *, max_distance: int) -> list[dict[int, 
 def _owners(found: list[dict[int, int]]) -> dict[int, list[tuple]]:
     """{stored hash (unsigned): [(content_id, organization_id), ...]} for the hashes in `found`."""
     values = sorted({hash_to_signed(value) for close in found for value in close})
-    owners: dict[int, list[tuple]] = {}
-    # In SQL like the bucket read, under the caller's dangerously_unscoped (row level security still
-    # applies on PostgreSQL): the same rows as Fingerprint.objects.filter(phash__in=...) in that scope.
     content = Fingerprint._meta.get_field("content")
-    with connection.cursor() as cursor:
-        for chunk in _chunks(values, KEYS_PER_STATEMENT):
-            cursor.execute(f"SELECT phash, content_id, organization_id FROM {Fingerprint._meta.db_table} "
-                           f"WHERE phash IN ({', '.join(['%s'] * len(chunk))})", chunk)
-            for value, content_id, organization_id in cursor.fetchall():
-                content_id = content.to_python(content_id)  # a uuid.UUID on every back end
-                owners.setdefault(hash_to_unsigned(value), []).append((content_id, organization_id))
+    owners: dict[int, list[tuple]] = {}
+    for value, content_id, organization_id in _select("phash, content_id, organization_id", Fingerprint, "phash",
+                                                      values, pg_type="bigint"):
+        owners.setdefault(hash_to_unsigned(value), []).append((content.to_python(content_id), organization_id))
     return owners
 
 
 def _content_matches(content_ids: list, queries: list[int], *, max_distance: int) -> dict:
     """Every query frame against every fingerprint of these contents, in one query."""
-    rows = list(Fingerprint.objects.filter(content_id__in=content_ids).values_list(
-        "content_id", "organization_id", "phash"))
+    content = Fingerprint._meta.get_field("content")
+    rows = _select("content_id, organization_id, phash", Fingerprint, "content_id",
+                   [content.get_db_prep_value(content_id, connection) for content_id in content_ids], pg_type="uuid")
     if not rows:
         return {}
     stored = np.array([row[2] for row in rows], dtype=np.int64).view(np.uint64)
@@ -378,13 +369,51 @@ def _content_matches(content_ids: list, queries: list[int], *, max_distance: int
     for index, (content_id, organization_id, _value) in enumerate(rows):
         by_content.setdefault(content_id, (organization_id, []))[1].append(index)
     matches = {}
-    for content_id, (organization_id, indexes) in by_content.items():
+    for key, (organization_id, indexes) in by_content.items():
         best = distances[indexes].min(axis=0)  # per query frame
         frames = np.flatnonzero(best <= max_distance)
         if len(frames):
-            matches[content_id] = {"organization_id": organization_id, "frames": set(frames.tolist()),
-                                   "best": int(best[frames].min())}
+            matches[content.to_python(key)] = {"organization_id": organization_id, "frames": set(frames.tolist()),
+                                               "best": int(best[frames].min())}
     return matches
+
+
+def _select(columns: str, model, column: str, values: list, *, pg_type: str) -> list[tuple]:
+    """`SELECT columns FROM model's table WHERE column` is one of `values`, in SQL: the ORM's query
+    building would take as long as these reads (a millisecond or less). Callers hold
+    dangerously_unscoped, so on a tenant table these are the rows Model.objects.filter(...) returns in
+    that scope, and row level security still applies on PostgreSQL."""
+    rows: list[tuple] = []
+    with _search_cursor() as cursor:
+        for chunk in _chunks(values, KEYS_PER_STATEMENT):
+            if connection.vendor == "postgresql":
+                cursor.execute(f"SELECT {columns} FROM {model._meta.db_table} WHERE {column} = ANY(%s::{pg_type}[])",
+                               [chunk])
+            else:
+                cursor.execute(f"SELECT {columns} FROM {model._meta.db_table} "
+                               f"WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            rows += cursor.fetchall()
+    return rows
+
+
+@contextmanager
+def _search_cursor() -> Iterator:
+    """A Django cursor (logged and wrapped like any other) for the search's reads. On PostgreSQL it binds
+    parameters on the server and takes results in binary: Django's own cursors bind on the client, which
+    psycopg allows only with text results, and spelling ~57 KB of bucket bytes in hex, then decoding
+    them, takes as long as reading them."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    raw.format = psycopg.pq.Format.BINARY
+    wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with wrapped as cursor:
+        yield cursor
 
 
 def _rank(matches: dict, query_count: int, *, min_fraction: float, limit_contents: int) -> list[dict]:
