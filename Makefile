@@ -27,12 +27,15 @@ install-anvil:
 	@if command -v npm >/dev/null; then npm install --silent --no-save --no-audit --no-fund --prefix .tools @foundry-rs/anvil@1.7.1; \
 	else echo "npm not found: the anvil chain tests will be skipped"; fi
 
-## Headless Chromium for the portal's browser tests (Debian's packages; a note when apt-get or root is missing).
+## Headless Chromium for the portal's browser tests, and a CJK font for the Chinese pages' screenshots
+## (Debian's packages; a note when apt-get or root is missing).
 install-browser:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; \
+	@packages=""; [ -x /usr/bin/chromium ] || packages="chromium chromium-driver"; \
+	{ fc-list :lang=zh 2>/dev/null | grep -q . || dpkg -s fonts-noto-cjk >/dev/null 2>&1; } || packages="$$packages fonts-noto-cjk"; \
+	if [ -z "$$packages" ]; then echo "chromium: /usr/bin/chromium"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
-	else echo "apt-get unavailable or not root: install chromium (or set CHROMIUM_BIN); the browser tests will be skipped"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
+	else echo "apt-get unavailable or not root: install $$packages (or set CHROMIUM_BIN); without chromium the browser tests are skipped"; fi
 
 ## The GPU worker packages (torch, diffusers): GPU images, and CI for the diffusers tests on CPU.
 install-gpu: install

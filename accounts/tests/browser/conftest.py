@@ -48,7 +48,7 @@ class PortalServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", ws="websockets-sansio", access_log=False)
+                                lifespan="off", ws="websockets-sansio", loop="asyncio", access_log=False)
         self.server = uvicorn.Server(config)  # off the main thread it installs no signal handlers
         self.thread = threading.Thread(target=self.server.run, name="portal-server", daemon=True)
 
@@ -203,6 +203,9 @@ def sign_in(page, user) -> None:
     assert "/login/" not in page.url, page.content()
 
 
+MEDIA_READY_JS = """() => [...document.images].every((image) => image.complete) &&
+    [...document.querySelectorAll('video')].every((video) => video.readyState >= 2 || video.error)"""
+
 # Elements that stick out of the viewport to the right (the page scrolls sideways): the outermost ones.
 OVERFLOW_JS = """() => {
     const width = document.documentElement.clientWidth, found = [];
@@ -226,8 +229,14 @@ OVERFLOW_JS = """() => {
 def screenshot(page, name: str) -> None:
     """`var/screenshots/<name>-desktop.png` and `<name>-phone.png`, full page; the viewport is restored.
     What sticks out sideways at either width is listed in var/screenshots/layout-report.txt."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
+    try:  # pictures and the video's first frame drawn, not a loading spinner
+        page.wait_for_function(MEDIA_READY_JS, timeout=5_000)
+    except PlaywrightTimeout:
+        pass
     for label, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(100)  # a reflow and a paint

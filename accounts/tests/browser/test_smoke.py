@@ -23,6 +23,16 @@ def test_sign_in_shows_the_dashboard_and_an_unknown_page_is_a_404(new_context, t
     assert owner.email in page.locator("header.top").inner_text()
     screenshot(page, "dashboard-empty")
 
+    # The language switcher: Simplified Chinese, remembered for the next page.
+    with page.expect_navigation():
+        page.select_option("#language", "zh-hans")
+    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    page.goto("/")
+    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    screenshot(page, "dashboard-empty-zh-hans")
+    with page.expect_navigation():
+        page.select_option("#language", "en")
+
     response = page.goto("/no-such-page/")
     assert response.status == 404
     assert page.locator("#error-title").is_visible()
