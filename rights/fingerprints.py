@@ -8,8 +8,9 @@ add up to more than r). So the search reads bands 0..a within radius q and the o
 q - 1: for r = 8, the 14 values within one bit in each 13-bit band and the exact value of the 12-bit
 one, 57 buckets per query hash. A bucket (FingerprintBucket) holds every stored hash with that band
 value, packed, so the candidates (about 0.7% of the hashes, 7,000 at a million) come back as 57 rows
-and are checked in numpy. Row by row instead (one index entry per hash and band), the database spends
-more on the thousands of candidate rows than the probes save: 5 to 10 times slower at a million.
+and are checked in numpy. Row by row instead (an index entry per hash and band, four 16-bit bands,
+188 probes and 2,900 candidate rows per hash), the database spent most of its time stepping through
+candidate rows: three times slower on PostgreSQL at a million (bench/verify_lookup.py).
 
 A query of many frames (a video) goes in two stages: a few frames spread over it through the buckets
 find the candidate contents, then every frame is compared with all of those contents' fingerprints.
