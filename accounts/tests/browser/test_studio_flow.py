@@ -44,11 +44,24 @@ def mark_page(page) -> None:
     page.evaluate("""() => {
         window.__marker = 1;
         window.__progress = [];
+        window.__statuses = [document.getElementById('job-status').dataset.status];
         setInterval(() => {
             const bar = document.getElementById('job-progress'), seen = window.__progress;
             if (bar && seen[seen.length - 1] !== Number(bar.value)) seen.push(Number(bar.value));
-        }, 50);
+            const status = document.getElementById('job-status').dataset.status, statuses = window.__statuses;
+            if (statuses[statuses.length - 1] !== status) statuses.push(status);
+        }, 20);
     }""")
+
+
+def statuses_seen(page) -> int:
+    return page.evaluate("window.__statuses.length")
+
+
+def job_status_becomes(page, status: str, after: int, timeout: int = RUN_S) -> None:
+    """Wait for `status` to be shown again after the `after` first statuses this page went through."""
+    page.wait_for_function("([status, after]) => window.__statuses.slice(after).includes(status)",
+                           arg=[status, after], timeout=timeout)
 
 
 def still_marked(page) -> bool:
@@ -100,19 +113,21 @@ def test_studio_flow_from_sign_in_to_public_verification(new_context, tenant_a, 
     page.click("#shot-1-edit")
     page.wait_for_selector("form#shot-1")
     page.fill("#shot-1 textarea[name=description]", "The keeper's brush catches the first light on the water")
+    before = statuses_seen(page)
     page.click("#shot-1-save")
     page.wait_for_selector("#shot-1-edited")
-    job_status_is(page, "awaiting_approval")
+    job_status_becomes(page, "awaiting_approval", after=before)
+    before = statuses_seen(page)
     page.click("#shot-1-regenerate")
-    page.wait_for_function("document.getElementById('job-status').dataset.status !== 'awaiting_approval'")
-    job_status_is(page, "awaiting_approval")
+    job_status_becomes(page, "awaiting_approval", after=before)
+    assert page.evaluate("window.__statuses").count("awaiting_approval") >= 3, page.evaluate("window.__statuses")
     review.reload()
     review.click("#job-approve")
     review.wait_for_selector("#job-approved")
     job_status_is(page, "completed")
     page.wait_for_selector("#job-video")
     assert progress(page) == 100 and still_marked(page), "the job page reloaded"
-    assert "first light on the water" in page.locator("#shot-1").inner_text()
+    page.wait_for_function("document.getElementById('shot-1').textContent.includes('first light on the water')")
 
     # The rights panel (refreshed by itself) shows the new video's content and links to its certificate.
     content_id = latest_content_id(tenant_a, job_url)
