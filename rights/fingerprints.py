@@ -221,12 +221,22 @@ def fingerprint_buckets_rebuild() -> int:
     """Rebuild every search bucket from the stored fingerprints (after a bulk load, or to drop the hashes
     of deleted contents); returns the number of buckets. Unscoped system work, in one transaction."""
     with dangerously_unscoped(), transaction.atomic():
-        values = np.fromiter(Fingerprint.objects.values_list("phash", flat=True).iterator(chunk_size=50_000),
-                             dtype=np.int64)
+        values = stored_hashes(Fingerprint.objects.all())
         FingerprintBucket.objects.all().delete()
         buckets = [FingerprintBucket(key=key, hashes=packed) for key, packed in buckets_pack(values)]
         FingerprintBucket.objects.bulk_create(buckets, batch_size=1000)
     return len(buckets)
+
+
+def stored_hashes(fingerprints, *, chunk: int = 100_000) -> np.ndarray:
+    """Every phash of a Fingerprint queryset (int64), read in primary key ranges. Not with .iterator():
+    on PostgreSQL that is a server-side cursor, on which the backend's row level security setting is
+    only declared, never run, so a first unscoped read through it sees no rows."""
+    parts, last = [], 0
+    while rows := list(fingerprints.filter(pk__gt=last).order_by("pk").values_list("pk", "phash")[:chunk]):
+        last = rows[-1][0]
+        parts.append(np.array([value for _pk, value in rows], dtype=np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def buckets_pack(values: np.ndarray) -> list[tuple[int, bytes]]:

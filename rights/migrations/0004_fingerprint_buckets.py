@@ -1,19 +1,17 @@
 """The fingerprint search moves from four band columns (one index entry per hash and band) to buckets of
 packed hashes (FingerprintBucket), filled here from the fingerprints already stored."""
-import numpy as np
 from django.db import migrations, models
 
 
 def buckets_fill(apps, schema_editor):
     from accounts.tenancy import dangerously_unscoped
-    from rights.fingerprints import buckets_pack
+    from rights.fingerprints import buckets_pack, stored_hashes
 
     Fingerprint = apps.get_model("rights", "Fingerprint")
     FingerprintBucket = apps.get_model("rights", "FingerprintBucket")
     alias = schema_editor.connection.alias
     with dangerously_unscoped():  # row level security: every organization's fingerprints
-        values = np.fromiter(Fingerprint.objects.using(alias).values_list("phash", flat=True)
-                             .iterator(chunk_size=50_000), dtype=np.int64)
+        values = stored_hashes(Fingerprint.objects.using(alias).all())
         FingerprintBucket.objects.using(alias).bulk_create(
             [FingerprintBucket(key=key, hashes=packed) for key, packed in buckets_pack(values)], batch_size=1000)
 
