@@ -399,3 +399,39 @@ def test_postgresql_reads_the_buckets_by_primary_key(tenant_a):
         assert "rights_fingerprintbucket_pkey" in plan and "Seq Scan" not in plan, plan
         plan = Fingerprint.objects.filter(phash__in=[hash_to_signed(values[0])]).explain()
         assert "fingerprint_phash" in plan and "Seq Scan" not in plan, plan
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stores_lose_no_bucket_entry(tenant_a, tenant_b):
+    """Two workers storing fingerprints that share buckets at the same time: the buckets are locked in key
+    order, so neither overwrites the other's entries and they do not deadlock."""
+    import threading
+
+    from django.db import connections
+
+    rng = random.Random(8)
+    shared = [rng.getrandbits(64) for _ in range(300)]  # the same hashes in both: every bucket is shared
+    _content(tenant_a, [(0.0, value) for value in shared])  # the buckets exist already: no insert to wait on
+    contents = [_content(tenant_a), _content(tenant_b)]
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def store(tenant, content):
+        try:
+            barrier.wait()
+            with tenant_scope(tenant.organization):
+                fingerprints_store(content=content, hashes=[(0.0, value) for value in shared])
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=store, args=pair) for pair in zip((tenant_a, tenant_b), contents)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _bucket_contents() == _expected_buckets()
+    assert len(_bucket_contents()[bucket_keys(shared[0])[0]]) >= 3
