@@ -172,19 +172,22 @@ def browser(_async_unsafe_allowed):
 
 @pytest.fixture
 def new_context(browser, live_portal):
-    """Fresh browser sessions (own cookies) against the live portal; closed at the end of the test."""
-    contexts = []
+    """Fresh browser sessions (own cookies) against the live portal; closed at the end of the test,
+    which fails if a script of any page threw an uncaught error."""
+    contexts, errors = [], []
 
     def make(**options):
         context = browser.new_context(base_url=live_portal, viewport={"width": 1280, "height": 800},
                                       accept_downloads=True, locale="en-US", **options)
         context.set_default_timeout(15_000)
+        context.on("weberror", lambda error: errors.append(f"{error.page.url if error.page else '?'}: {error.error}"))
         contexts.append(context)
         return context
 
     yield make
     for context in contexts:
         context.close()
+    assert not errors, f"uncaught script errors: {errors}"
 
 
 def with_password(user):

@@ -113,6 +113,7 @@ def test_studio_flow_from_sign_in_to_public_verification(new_context, tenant_a, 
     page.click("#shot-1-edit")
     page.wait_for_selector("form#shot-1")
     page.fill("#shot-1 textarea[name=description]", "The keeper's brush catches the first light on the water")
+    screenshot(page, "job-shot-edit")
     before = statuses_seen(page)
     page.click("#shot-1-save")
     page.wait_for_selector("#shot-1-edited")
