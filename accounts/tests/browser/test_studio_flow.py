@@ -171,6 +171,7 @@ def test_studio_flow_from_sign_in_to_public_verification(new_context, tenant_a, 
     response = other.goto(job_url)
     assert response.status == 404
     assert "lighthouse keeper" not in other.content()
+    screenshot(other, "job-other-studio-404")
     response = other.goto(project_url)
     assert response.status == 404
 
