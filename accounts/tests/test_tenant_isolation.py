@@ -614,3 +614,25 @@ def test_a_failed_statement_in_a_savepoint_keeps_the_connection_usable_and_scope
         assert list(Project.objects.values_list("pk", flat=True)) == [b_project.pk]
     with tenant_scope(tenant_a.organization):
         assert raw("SELECT id FROM projects_project") == [(a_project.pk,)]
+
+
+@pytest.mark.postgres
+def test_iterator_reads_on_a_server_side_cursor_follow_the_scope(tenant_a, tenant_b):
+    """`.iterator()` runs on a named (server-side) cursor, where an execute only declares the
+    statement: the scope's settings must still be applied before it, and follow each change."""
+    tenant_a.project("Alpha iterated")
+    tenant_b.project("Bravo iterated")
+    with transaction.atomic():
+        with dangerously_unscoped():
+            every = {p.name for p in Project.objects.all().iterator(chunk_size=10)}
+        with tenant_scope(tenant_a.organization):
+            only_a = {p.name for p in Project.objects.all().iterator(chunk_size=10)}
+        with tenant_scope(tenant_b.organization):
+            only_b = {p.name for p in Project.objects.all().iterator(chunk_size=10)}
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('app.organization_id')")
+                setting = cursor.fetchone()[0]
+    assert {"Alpha iterated", "Bravo iterated"} <= every
+    assert "Alpha iterated" in only_a and "Bravo iterated" not in only_a
+    assert "Bravo iterated" in only_b and "Alpha iterated" not in only_b
+    assert setting == str(tenant_b.organization.id)

@@ -22,7 +22,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
         wanted = rls_settings()
         if wanted != self._rls_applied:
-            context["cursor"].cursor.execute(SET_SCOPE_SQL, wanted)
+            # On a cursor of the raw connection, not the statement's own: `.iterator()` runs on a
+            # server-side cursor, where an execute only declares the statement and never runs it.
+            with self.connection.cursor() as cursor:
+                cursor.execute(SET_SCOPE_SQL, wanted)
             self._rls_applied = wanted
         return execute(sql, params, many, context)
 
