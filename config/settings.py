@@ -243,6 +243,14 @@ CHAIN_CONTRACT = env("CHAIN_CONTRACT")  # the registry's address on CHAIN_RPC_UR
 CHAIN_KEYSTORE = env("CHAIN_KEYSTORE")  # signer keystore file; or CHAIN_SIGNER_KEY in the environment
 CHAIN_KEYSTORE_PASSWORD = env("CHAIN_KEYSTORE_PASSWORD")
 CHAIN_RPC_TIMEOUT = env_int("CHAIN_RPC_TIMEOUT", 10)
+# Chains whose reset the platform recovers by re-anchoring (the embedded chain always counts).
+CHAIN_DEV_CHAIN_IDS = env("CHAIN_DEV_CHAIN_IDS", "31337,1337")
+# Stuck registry transactions: re-sent with the same nonce and fees raised by at least 12.5%.
+CHAIN_PRIORITY_FEE_WEI = env_int("CHAIN_PRIORITY_FEE_WEI", 10**9)
+CHAIN_FEE_BUMP_AFTER_S = env_int("CHAIN_FEE_BUMP_AFTER_S", 180)
+CHAIN_FEE_BUMP_PERCENT = float(env("CHAIN_FEE_BUMP_PERCENT", "12.5"))
+CHAIN_FEE_BUMPS_MAX = env_int("CHAIN_FEE_BUMPS_MAX", 10)
+CHAIN_MAX_FEE_PER_GAS_WEI = env_int("CHAIN_MAX_FEE_PER_GAS_WEI", 0)  # 0: no cap
 REGISTRY_BATCH_SIZE = env_int("REGISTRY_BATCH_SIZE", 1000)
 REGISTRY_CONFIRMATIONS = env_int("REGISTRY_CONFIRMATIONS", 1)
 

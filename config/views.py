@@ -22,6 +22,3 @@ def server_error(request):
         return JsonResponse(error_body("server_error", "Something went wrong on our side."), status=500)
     return render(request, "500.html", status=500)
 
-
-def portal_pending(request, *args, **kwargs):  # TEMPORARY: replaced by each area's real view during this change
-    return render(request, "404.html", status=404)
