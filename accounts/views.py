@@ -41,23 +41,13 @@ from accounts.selectors import membership_of
 from config.errors import DomainError
 from generation import webhooks
 from generation.budgets import money, period_starts, spend_summary
-from generation.models import TERMINAL_JOB_STATUSES, JobStatus, Webhook
+from generation.models import TERMINAL_JOB_STATUSES, Webhook
 from generation.selectors import job_list
+from generation.views import STATUS_LABELS as JOB_STATUS_LABELS  # one wording on the dashboard and the job page
 from projects.models import Project
 
 RECENT = 10
 
-JOB_STATUS_LABELS = {
-    JobStatus.PENDING: gettext_lazy("Pending"), JobStatus.STYLE_DETECTION: gettext_lazy("Detecting the style"),
-    JobStatus.STORY_GENERATION: gettext_lazy("Writing the script"),
-    JobStatus.STORYBOARD_BREAKDOWN: gettext_lazy("Storyboarding"),
-    JobStatus.IMAGE_GENERATION: gettext_lazy("Drawing frames"), JobStatus.VIDEO_GENERATION: gettext_lazy("Animating clips"),
-    JobStatus.COMPOSING: gettext_lazy("Composing"), JobStatus.REVIEWING: gettext_lazy("Reviewing"),
-    JobStatus.AWAITING_APPROVAL: gettext_lazy("Awaiting approval"), JobStatus.PROTECTING: gettext_lazy("Protecting"),
-    JobStatus.REGISTERING: gettext_lazy("Registering"), JobStatus.COMPLETED: gettext_lazy("Completed"),
-    JobStatus.FAILED: gettext_lazy("Failed"), JobStatus.CANCELLED: gettext_lazy("Cancelled"),
-    JobStatus.RETRYING: gettext_lazy("Retrying"),
-}
 INVITATION_STATUS_LABELS = {
     "pending": gettext_lazy("pending"), "accepted": gettext_lazy("accepted"),
     "revoked": gettext_lazy("revoked"), "expired": gettext_lazy("expired"),
