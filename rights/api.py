@@ -135,19 +135,15 @@ class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
 
     @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses={201: AssetOut})
     def post(self, request):
-        from rights.registry import registration_enqueue
-        from rights.services import content_protect
+        from rights.services import asset_protect
 
         work = Path(tempfile.mkdtemp(prefix="asset-"))
         try:
             path = upload_to_file(request, work)
-            upload = request.FILES["file"]
-            mime = verification.check_upload(path)
-            protected = content_protect(
-                organization=request.organization, source=path, kind="video" if mime == verification.MP4 else "image",
-                origin="upload", work_dir=work, title=str(request.data.get("title", upload.name))[:200],
+            protected = asset_protect(
+                organization=request.organization, path=path, work_dir=work,
+                title=str(request.data.get("title", request.FILES["file"].name)),
                 user=request.user if request.user.is_authenticated else None)
-            registration_enqueue(content=protected.content)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         content = self.get_queryset().get(pk=protected.content.pk)

@@ -91,3 +91,17 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
         fingerprints_store(content=content, hashes=hashes)
     return Protected(content, infringement_matches(organization_id=organization.pk,
                                                    hashes=[value for _at, value in hashes]))
+
+
+def asset_protect(*, organization: Organization, path: Path, title: str, user, work_dir: Path) -> Protected:
+    """An uploaded existing image or video (POST /api/v1/assets and the portal's upload): checked
+    against the upload limits, protected like a generated output, and queued for registration."""
+    from rights import verification
+    from rights.registry import registration_enqueue
+
+    mime = verification.check_upload(path)
+    protected = content_protect(
+        organization=organization, source=path, kind="video" if mime == verification.MP4 else "image",
+        origin="upload", work_dir=work_dir, title=title[:200], user=user)
+    registration_enqueue(content=protected.content)
+    return protected

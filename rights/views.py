@@ -94,18 +94,13 @@ def asset_upload(request):
 
 
 def _protect_upload(request, title: str):
-    """The steps of POST /api/v1/assets (rights.api.AssetListView.post), with the same checks."""
-    from rights.registry import registration_enqueue
-    from rights.services import content_protect
+    """The same service as POST /api/v1/assets."""
+    from rights.services import asset_protect
 
     work = Path(tempfile.mkdtemp(prefix="asset-"))
     try:
-        path = upload_to_file(request, work)
-        mime = verification.check_upload(path)
-        protected = content_protect(
-            organization=request.organization, source=path, kind="video" if mime == verification.MP4 else "image",
-            origin="upload", work_dir=work, title=(title or request.FILES["file"].name)[:200], user=request.user)
-        registration_enqueue(content=protected.content)
+        protected = asset_protect(organization=request.organization, path=upload_to_file(request, work),
+                                  title=title or request.FILES["file"].name, user=request.user, work_dir=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return protected.content, protected.infringements
