@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from generation import pipeline
-from generation.models import Artifact, Job, JobEvent, Stage
+from generation.models import Artifact, Job, JobEvent, Stage, StepStatus
 
 
 def job_list(*, status: str = "", project_id=None) -> QuerySet[Job]:
@@ -37,25 +37,46 @@ def job_shots(job: Job) -> list[dict]:
 
 
 def job_file(job: Job, kind: str, shot: int = 0):
-    """The file behind a job's download: the protected video once the rights stages made it (the
-    watermarked, signed file is what leaves the platform), else the composed one; the thumbnail; a
-    shot's first frame. None when there is none yet."""
+    """The file behind a job's download: for the video, the current run's protected file once the rights
+    stages made it (the watermarked, signed file is what leaves the platform), else its composed one; the
+    thumbnail; a shot's first frame. None when there is none yet."""
     if kind == "video":
         from rights.models import Content
 
-        content = Content.objects.filter(job=job).exclude(protected="").order_by("-created_at").first()
+        compose = job_composed_video(job)
+        if compose is None:
+            return None
+        # Matched by the composed video it was made from: a shot edit recomposes, and the content
+        # protected from the earlier video is no longer this run's output.
+        content = (Content.objects.filter(job=job, original_sha256=compose.content_hash).exclude(protected="")
+                   .order_by("-created_at").first())
         if content is not None:
             return content.protected
+        return compose.file or None
     artifact = job_artifact(job, kind, shot)
     return artifact.file if artifact is not None and artifact.file else None
 
 
+def job_composed_video(job: Job) -> Artifact | None:
+    """The video composed by the job's current graph; None until its compose step succeeds (again, after a
+    shot edit). `job.output` is set only on completion, so it cannot say which video is awaiting approval."""
+    step = next((s for s in job.steps.all() if s.stage == Stage.COMPOSE and s.shot == 0), None)
+    if step is None or step.status != StepStatus.SUCCEEDED or step.artifact is None or not step.artifact.file:
+        return None
+    return step.artifact
+
+
 def job_artifact(job: Job, kind: str, shot: int = 0) -> Artifact | None:
-    """The composed video, its thumbnail, or a shot's first frame."""
+    """The current composed video, its thumbnail, or a shot's first frame."""
     if kind == "video":
-        artifact_id = job.output.get("video_artifact")
-    elif kind == "thumbnail":
-        artifact_id = job.output.get("thumbnail_artifact")
+        return job_composed_video(job)
+    if kind == "thumbnail":
+        compose = job_composed_video(job)
+        artifact_id = None
+        if compose is not None:
+            artifact_id = (compose.data or {}).get("thumbnail_artifact")
+            if not artifact_id and job.output.get("video_artifact") == str(compose.pk):
+                artifact_id = job.output.get("thumbnail_artifact")
     else:
         step = job.steps.filter(stage=Stage.FRAME, shot=shot, status="succeeded").first()
         artifact_id = step.artifact_id if step else None

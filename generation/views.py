@@ -21,6 +21,7 @@ from accounts.decorators import requires_scope
 from accounts.portal import flash_refused, form_refused, portal_actor
 from config.errors import DomainError
 from generation import selectors, services
+from generation.budgets import money
 from generation.downloads import file_response
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, StepStatus
 from generation.schemas import CAMERA_MOVEMENTS
@@ -89,10 +90,13 @@ def job_context(request, job: Job) -> dict:
         step.stage_label = STAGE_LABELS.get(step.stage, step.stage)
         step.status_label = STEP_STATUS_LABELS.get(step.status, step.status)
         step.duration_s = step.total_ms / 1000 if step.total_ms else None
+        step.cost_text = money(step.cost)
     scopes = request.scopes
     storyboard = by_key.get((Stage.STORYBOARD, 0))
     status = job.status
     error_stage = (job.error or {}).get("stage")
+    video = selectors.job_composed_video(job)
+    protect = by_key.get((Stage.PROTECT, 0))
     approval_required = bool((job.template_snapshot.get("settings") or {}).get("approval_required"))
     return {
         "job": job,
@@ -105,9 +109,13 @@ def job_context(request, job: Job) -> dict:
         "status_labels": {key: str(label) for key, label in STATUS_LABELS.items()},
         "step_status_labels": {key: str(label) for key, label in STEP_STATUS_LABELS.items()},
         "progress_percent": round(job.progress * 100),
-        "spent": job.cost if status == JobStatus.COMPLETED else sum((s.cost for s in steps), Decimal("0")),
-        "has_video": bool(job.output.get("video_artifact")),
-        "video_version": job.output.get("video_artifact", ""),
+        # Money is written as everywhere else in the portal (budgets.money: 12.50, 0.0042).
+        "spent": money(job.cost if status == JobStatus.COMPLETED else sum((s.cost for s in steps), Decimal("0"))),
+        "estimated_cost": money(job.estimated_cost),
+        "has_video": video is not None,
+        # The URL changes when the served file does: a recompose, or protection replacing the composed file.
+        "video_version": f"{video.pk}-{protect.status}" if video is not None and protect else (video and video.pk),
+        "video_metadata": (video.data or {}).get("metadata", {}) if video is not None else {},
         "is_terminal": status in TERMINAL_JOB_STATUSES,
         "can_cancel": "job:create" in scopes and status not in TERMINAL_JOB_STATUSES,
         "can_retry": "job:create" in scopes and status in (JobStatus.FAILED, JobStatus.CANCELLED),

@@ -59,8 +59,9 @@ def make_job(tenant, *, shots: int = 2, status: str = JobStatus.COMPLETED, appro
                                                                     provider="offline", total_ms=800)
         if status == JobStatus.COMPLETED:
             job.steps.all().update(status=StepStatus.SUCCEEDED)
-            video = artifact("video", "video.mp4", VIDEO)
             thumbnail = artifact("image", "thumb.jpg", b"\xff\xd8 jpeg")
+            video = artifact("video", "video.mp4", VIDEO, data={
+                "thumbnail_artifact": str(thumbnail.pk), "metadata": {"width": 854, "height": 480, "duration_s": 8.0}})
             job.steps.filter(stage=Stage.COMPOSE).update(artifact=video)
             job.output = {"video_artifact": str(video.pk), "thumbnail_artifact": str(thumbnail.pk),
                           "metadata": {"width": 854, "height": 480, "duration_s": 8.0}}
@@ -100,6 +101,16 @@ def test_job_page_shows_progress_script_storyboard_video_cost_and_rights(client,
     # A finished job has nothing to cancel, retry or approve, and no poller left running.
     assert 'id="job-cancel"' not in page and 'id="job-retry"' not in page and 'id="job-approve"' not in page
     assert 'hx-trigger="every 3s' not in page
+
+
+def test_one_shot_is_singular_and_money_has_two_decimals(client, tenant_a):
+    job = make_job(tenant_a, shots=1)
+    signed_in(client, tenant_a.member("viewer"))
+    page = body(client.get(f"/jobs/{job.pk}/"))
+    assert "4 s, 1 shot<" in page and "1 shots" not in page
+    # Written like the money of the job list and the budgets (budgets.money), not 0.0000.
+    assert 'id="job-estimated-cost">0.00<' in page and 'id="job-cost">0.00<' in page and "0.0000" not in page
+    assert "8 s, 2 shots<" in body(client.get(f"/jobs/{make_job(tenant_a, shots=2, label='Beta').pk}/"))
 
 
 def test_running_job_page_polls_without_a_websocket_and_offers_cancel(client, tenant_a):
@@ -279,6 +290,44 @@ def test_video_serves_ranges_so_the_player_can_seek_and_frames_and_thumbnail(cli
     frame = client.get(f"/jobs/{job.pk}/shots/2/frame")
     assert frame.status_code == 200 and b"".join(frame.streaming_content) == b"\x89PNG frame 2"
     assert client.get(f"/jobs/{job.pk}/shots/7/frame").status_code == 404
+
+
+def compose_video(tenant, job, content: bytes, name: str) -> Artifact:
+    """The compose (and review) steps succeed with a video: the state of a job awaiting approval."""
+    with tenant_scope(tenant.organization):
+        video = Artifact(organization=tenant.organization, digest=f"{job.pk}-{name}".ljust(64, "0")[:64],
+                         kind="video", content_hash=name, data={"metadata": {"width": 854, "height": 480}})
+        video.file.save(name, ContentFile(content), save=False)
+        video.save()
+        job.steps.exclude(stage__in=[Stage.COMPOSE, Stage.PROTECT, Stage.REGISTER]).update(
+            status=StepStatus.SUCCEEDED)
+        job.steps.filter(stage=Stage.COMPOSE).update(status=StepStatus.SUCCEEDED, artifact=video)
+        job.steps.filter(stage=Stage.REVIEW).update(status=StepStatus.SUCCEEDED)
+    return video
+
+
+def test_job_awaiting_approval_plays_the_composed_video_of_its_current_run(client, tenant_a):
+    job = make_job(tenant_a, status=JobStatus.AWAITING_APPROVAL, approval=True)
+    first = compose_video(tenant_a, job, VIDEO, "first.mp4")
+    signed_in(client, tenant_a.member("reviewer"))
+    page = body(client.get(f"/jobs/{job.pk}/"))
+    # The reviewer sees what they are approving: job.output is only written on completion.
+    assert '<video id="job-video"' in page and f"/jobs/{job.pk}/video?v={first.pk}" in page
+    assert 'id="job-video-empty"' not in page and "854×480" in page
+    served = client.get(f"/jobs/{job.pk}/video")
+    assert served.status_code == 200 and b"".join(served.streaming_content) == VIDEO
+
+    # A shot edit recomposes: while it runs there is no current video, then the new one is served.
+    signed_in(client, tenant_a.member("producer"))
+    edited = client.post(f"/jobs/{job.pk}/shots/1/edit", {"description": "A new first shot", "dialogue": "",
+                                                           "camera_movement": "static", "duration_s": "4"})
+    assert edited.status_code == 302
+    assert client.get(f"/jobs/{job.pk}/video").status_code == 404
+    second_bytes = VIDEO[::-1]
+    second = compose_video(tenant_a, job, second_bytes, "second.mp4")
+    page = body(client.get(f"/jobs/{job.pk}/"))
+    assert f"/jobs/{job.pk}/video?v={second.pk}" in page and f"?v={first.pk}" not in page
+    assert b"".join(client.get(f"/jobs/{job.pk}/video").streaming_content) == second_bytes
 
 
 def test_running_job_has_no_video_yet(client, tenant_a):
