@@ -63,7 +63,14 @@
     var provider = row.querySelector('[data-field="provider"]');
     if (provider && event.provider) provider.textContent = event.provider;
     var cost = row.querySelector('[data-field="cost"]');
-    if (cost && event.cost) cost.textContent = Number(event.cost).toFixed(4);
+    if (cost && event.cost) cost.textContent = money(event.cost);
+  }
+
+  // Like generation.budgets.money: at least two decimals, at most four (12.50, 0.0042).
+  function money(amount) {
+    var text = Number(amount).toFixed(4).replace(/0+$/, "");
+    var parts = text.split(".");
+    return parts[0] + "." + (parts[1] || "").padEnd(2, "0");
   }
 
   // Reload the fragments, at most once a second; a request in flight is followed by one more.
