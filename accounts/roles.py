@@ -5,6 +5,7 @@ The API permission class, the portal's checks and API key creation all read `ROL
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 SCOPES: dict[str, str] = {
     "org:read": "See the organization's settings",
@@ -28,11 +29,11 @@ SCOPES: dict[str, str] = {
 
 
 class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    PRODUCER = "producer", "Producer"
-    REVIEWER = "reviewer", "Reviewer"
-    VIEWER = "viewer", "Viewer"
+    OWNER = "owner", _("Owner")
+    ADMIN = "admin", _("Admin")
+    PRODUCER = "producer", _("Producer")
+    REVIEWER = "reviewer", _("Reviewer")
+    VIEWER = "viewer", _("Viewer")
 
 
 _READ = {"org:read", "members:read", "project:read", "template:read", "job:read", "rights:read"}
