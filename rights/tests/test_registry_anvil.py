@@ -3,7 +3,7 @@
 Outages are real: the node is stopped (its state dumped with `--state`) and started again. So are
 resets (started again without its state, or evm_revert) and stuck transactions (held in its pool by
 evm_setAutomine false, or priced under a raised base fee). Marked
-`chain`; skipped only when the anvil binary is missing (`npm install -g @foundry-rs/anvil`), and CI
+`chain`; skipped only when the anvil binary is missing (`make install-anvil`, from npm), and CI
 turns that skip into a failure.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ if not ANVIL_BIN and os.environ.get("REQUIRE_CHAIN") == "1":  # CI: a missing no
 
 pytestmark = [
     pytest.mark.chain,
-    pytest.mark.skipif(not ANVIL_BIN, reason="needs the anvil binary: npm install -g @foundry-rs/anvil"),
+    pytest.mark.skipif(not ANVIL_BIN, reason="needs the anvil binary: make install-anvil (npm)"),
 ]
 
 
