@@ -5,14 +5,17 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
+# What `make install` puts in the venv: the dev requirements (tests, tooling) by default; the
+# production images install with REQUIREMENTS=requirements/base.txt (docker/Dockerfile).
+REQUIREMENTS ?= requirements/dev.txt
 
-.PHONY: run test install install-gpu install-anvil install-browser requirements migrate clean
+.PHONY: run test install install-gpu install-anvil install-browser install-deploy-tools requirements migrate clean
 VYPER_VENV := .venv-vyper
 ANVIL := .tools/node_modules/.bin/anvil
 
-$(VENV)/.installed: requirements/dev.txt requirements/base.txt
+$(VENV)/.installed: $(REQUIREMENTS) requirements/base.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
 	touch $@
 
 $(VYPER_VENV)/.installed: requirements/vyper.txt
@@ -36,6 +39,17 @@ install-browser:
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
 	else echo "apt-get unavailable or not root: install $$packages (or set CHROMIUM_BIN); without chromium the browser tests are skipped"; fi
+
+## The deployment files' checkers (Debian's packages): docker-compose (`config` validates docker/compose.yaml),
+## promtool (from prometheus) for the alert rules, nginx for platform/nginx; a note when apt-get or root is missing.
+install-deploy-tools:
+	@packages=""; command -v docker-compose >/dev/null || packages="docker-compose"; \
+	command -v promtool >/dev/null || packages="$$packages prometheus"; \
+	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || packages="$$packages nginx-light"; \
+	if [ -z "$$packages" ]; then echo "deploy tools: docker-compose, promtool, nginx present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
+	else echo "apt-get unavailable or not root: install $$packages; without them the deployment file checks are skipped"; fi
 
 ## The GPU worker packages (torch, diffusers): GPU images, and CI for the diffusers tests on CPU.
 install-gpu: install
