@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from accounts.api.base import PublicAPIView
 from accounts.api.permissions import PUBLIC
+from config.storage import storage_backend_name
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -55,7 +56,7 @@ def check_broker() -> dict:
 def check_storage() -> dict:
     name = default_storage.save(f"health/{uuid.uuid4().hex}.txt", ContentFile(b"ok"))
     default_storage.delete(name)
-    return {"status": "ok", "backend": type(default_storage).__name__}
+    return {"status": "ok", "backend": storage_backend_name()}
 
 
 def check_chain() -> dict:
