@@ -7,7 +7,7 @@ VAR_DIR (kombu's filesystem transport), so a real worker process runs without an
 import os
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -21,13 +21,32 @@ _sweeper = None
 @worker_ready.connect
 def start_sweeper(**kwargs):
     global _sweeper
+    from config.metrics import worker_metrics_serve
     from generation.worker import Sweeper
 
     _sweeper = Sweeper()
     _sweeper.start()
+    worker_metrics_serve()
+
+
+@worker_shutting_down.connect
+def begin_shutdown(**kwargs):
+    # Sent from the SIGTERM handler (warm shutdown): Celery stops taking messages and waits for the
+    # running steps; each finishes within WORKER_SHUTDOWN_GRACE_S or is handed back to the queue.
+    # Pools whose tasks run in this process only (solo, threads): prefork children never hear of it.
+    from generation.worker import shutdown
+
+    shutdown.begin()
 
 
 @worker_shutdown.connect
 def stop_sweeper(**kwargs):
     if _sweeper is not None:
         _sweeper.stopped.set()
+
+
+@worker_process_shutdown.connect
+def forget_process_metrics(pid=None, **kwargs):
+    from config.metrics import process_exit
+
+    process_exit(pid)

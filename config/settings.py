@@ -84,6 +84,8 @@ if PRODUCTION:
         problems.append("DATABASE_URL is not set")
     if env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False):
         problems.append("WEBHOOK_ALLOW_PRIVATE_URLS is on")
+    if env("STORAGE_BACKEND", "local") == "s3" and not env("S3_BUCKET"):
+        problems.append("STORAGE_BACKEND is s3 but S3_BUCKET is not set")
     if problems:
         raise ImproperlyConfigured("refusing to start in production: " + "; ".join(problems))
 
@@ -106,6 +108,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later line of the request logs its id, and the metrics time the whole request.
+    "config.middleware.RequestIdMiddleware",
+    "config.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -261,8 +266,25 @@ STATIC_URL = "/static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# local: files under MEDIA_ROOT, streamed by the views. s3: a private bucket through django-storages;
+# downloads redirect to links signed for S3_SIGNED_URL_EXPIRY_S seconds (config/storage.py).
+STORAGE_BACKEND = env("STORAGE_BACKEND", "local")
+S3_BUCKET = env("S3_BUCKET")
+S3_SIGNED_URL_EXPIRY_S = env_int("S3_SIGNED_URL_EXPIRY_S", 300)
+if STORAGE_BACKEND not in {"local", "s3"}:
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be local or s3, not {STORAGE_BACKEND!r}")
+if STORAGE_BACKEND == "s3" and not S3_BUCKET:
+    raise ImproperlyConfigured("STORAGE_BACKEND is s3 but S3_BUCKET is not set")
+if not 1 <= S3_SIGNED_URL_EXPIRY_S <= 7 * 24 * 3600:
+    raise ImproperlyConfigured("S3_SIGNED_URL_EXPIRY_S must be from 1 second to 7 days (the S3 maximum)")
+from config.storage import default_storage_config  # noqa: E402 (needs no settings)
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": default_storage_config(
+        backend=STORAGE_BACKEND, bucket=S3_BUCKET, endpoint_url=env("S3_ENDPOINT_URL"), region=env("S3_REGION"),
+        # Credentials only from the environment; without them boto3 uses the machine's or the pod's role.
+        access_key_id=env("S3_ACCESS_KEY_ID"), secret_access_key=env("S3_SECRET_ACCESS_KEY"),
+        prefix=env("S3_PREFIX"), signed_url_expiry_s=S3_SIGNED_URL_EXPIRY_S),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
@@ -270,6 +292,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
+# Shot frames and clips of finished jobs are deleted this many days after their last use (0: kept
+# forever); final videos, thumbnails and rights files are never (generation/retention.py).
+ARTIFACT_RETENTION_DAYS = env_int("ARTIFACT_RETENTION_DAYS", 30)
 
 # --- Authentication ----------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -390,10 +415,42 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Logs, metrics, error reports ---------------------------------------------------------------
+# json: one object per line with the request, job and step ids (config/logging.py); text: for people.
+LOG_FORMAT = env("LOG_FORMAT", "json" if PRODUCTION else "text")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}, "text": {"()": "config.logging.TextFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # uvicorn configured these before Django started; the same format for its lines too.
+        **{name: {"handlers": ["console"], "propagate": False}
+           for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+    },
 }
+# /metrics: with a token, `Authorization: Bearer <token>` is required; without one, only direct
+# requests from loopback or private addresses are answered (config/metrics.py).
+METRICS_TOKEN = env("METRICS_TOKEN")
+# Workers serve their own metrics on this port when set (0: not at all).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", "0.0.0.0" if PRODUCTION else "127.0.0.1")
+if env("PROMETHEUS_MULTIPROC_DIR"):
+    Path(env("PROMETHEUS_MULTIPROC_DIR")).mkdir(parents=True, exist_ok=True)
+# On SIGTERM a worker finishes its running step within this many seconds, else hands it back to the
+# queue at once (under Kubernetes' terminationGracePeriodSeconds, 30 by default, less a margin).
+WORKER_SHUTDOWN_GRACE_S = env_int("WORKER_SHUTDOWN_GRACE_S", 25)
+# Error reports go to Sentry only when a DSN is set; no personal data is sent.
+SENTRY_DSN = env("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+    from sentry_sdk.integrations.dramatiq import DramatiqIntegration
+
+    sentry_sdk.init(dsn=SENTRY_DSN, environment=DEPLOYMENT, send_default_pii=False,
+                    integrations=[DjangoIntegration(), CeleryIntegration(), DramatiqIntegration()])

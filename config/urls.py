@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.api import json_error_view
 from config.health import HealthView
+from config.metrics import metrics_view
 from projects.api import ProjectDetailView, ProjectListView
 
 api_patterns = [
@@ -24,6 +25,7 @@ api_patterns = [
 
 urlpatterns = [
     path("api/v1/", include((api_patterns, "api"))),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; access rules in config/metrics.py
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),  # setlang: the language switcher
     # The portal: one urls module per app, each with its own namespace.

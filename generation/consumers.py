@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from accounts.consumers import SafeJsonConsumer
 from accounts.middleware import active_membership
 from accounts.tenancy import tenant_scope
+from config.metrics import WEBSOCKET_CONNECTIONS
 from generation.events import job_group
 from generation.models import Job, JobEvent
 
@@ -44,6 +45,8 @@ class JobEventsConsumer(SafeJsonConsumer):
         self.wake = asyncio.Event()
         await self.channel_layer.group_add(job_group(self.job_id), self.channel_name)
         await self.accept()
+        self.counted = True
+        WEBSOCKET_CONNECTIONS.inc()
         await self.send_json({"type": "snapshot", **snapshot})
         self.pump = asyncio.ensure_future(self._pump())
 
@@ -79,6 +82,9 @@ class JobEventsConsumer(SafeJsonConsumer):
         self.wake.set()
 
     async def disconnect(self, code):
+        if getattr(self, "counted", False):
+            self.counted = False
+            WEBSOCKET_CONNECTIONS.dec()
         if hasattr(self, "pump"):
             self.pump.cancel()
         if hasattr(self, "job_id"):

@@ -50,13 +50,24 @@ class ConnectionsMiddleware(Middleware):
 
 
 class SweeperMiddleware(Middleware):
+    """Per worker process: the sweeper, the metrics port, and the graceful shutdown. On SIGTERM Dramatiq
+    stops its worker threads and waits for their messages; each running step finishes within
+    WORKER_SHUTDOWN_GRACE_S or is handed back to the queue."""
+
     def after_worker_boot(self, broker, worker_):
+        from config.metrics import worker_metrics_serve
+
         self.sweeper = worker.Sweeper()
         self.sweeper.start()
+        worker_metrics_serve()
 
     def before_worker_shutdown(self, broker, worker_):
+        from config.metrics import process_exit
+
+        worker.shutdown.begin()
         if getattr(self, "sweeper", None):
             self.sweeper.stopped.set()
+        process_exit()
 
 
 broker = _broker()

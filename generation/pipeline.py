@@ -362,6 +362,22 @@ def step_renew_lease(*, step_id, worker: str) -> bool:
     return bool(renewed)
 
 
+def step_release(*, step_id, worker: str) -> bool:
+    """Hand a claimed step back to its queue now (its worker is shutting down), so that another
+    worker claims it without waiting for the lease to expire. The interrupted attempt is not counted.
+    False when `worker` no longer held it (it finished, or its lease was lost)."""
+    with dangerously_unscoped():
+        released = Step.objects.filter(pk=step_id, lease_owner=worker, status=StepStatus.RUNNING).update(
+            status=StepStatus.QUEUED, lease_owner="", lease_expires_at=None, queued_at=timezone.now(),
+            available_at=None, attempts=F("attempts") - 1)
+    if released:
+        from generation.dispatch import steps_dispatch
+
+        logger.warning("step %s released by %s (shutting down); queued again", step_id, worker)
+        steps_dispatch([str(step_id)])
+    return bool(released)
+
+
 def steps_requeue_expired() -> list[str]:
     """Steps whose worker stopped renewing the lease go back to the queue (or fail when out of tries),
     and queued steps nobody claimed for a while are woken again."""

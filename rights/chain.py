@@ -299,6 +299,7 @@ def _rpc_provider_class():
             try:
                 return super().make_request(method, params)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                _count_error(ChainUnavailable)
                 raise ChainUnavailable(f"chain node unreachable: {exc.__class__.__name__}") from exc
 
     return RPCProvider
@@ -342,7 +343,15 @@ def chain_call():
         yield
     except (requests.ConnectionError, requests.Timeout, ProviderConnectionError, RequestTimedOut,
             ConnectionError, TimeoutError) as exc:
+        _count_error(ChainUnavailable)
         raise ChainUnavailable(f"chain node unreachable: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _count_error(kind: type[ChainError]) -> None:
+    """platform_chain_errors_total{kind}: where an RPC call fails (the node, or the transaction)."""
+    from config.metrics import CHAIN_ERRORS
+
+    CHAIN_ERRORS.labels(kind.__name__).inc()
 
 
 # --- The contract ----------------------------------------------------------------------------
@@ -600,6 +609,7 @@ def transaction_send(raw: str, *, w3: Web3 | None = None) -> str:
         message = str(exc)
         if "already known" in message.lower() or "already imported" in message.lower():
             return "0x" + bytes(Web3.keccak(hexstr=raw)).hex()
+        _count_error(TransactionRejected)
         raise TransactionRejected(message) from exc
 
 

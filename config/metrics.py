@@ -1,0 +1,185 @@
+"""Prometheus metrics (names listed in the README's Observability section): what each process records,
+the gauges read from the database at scrape time, and the two exposition points, the web's
+`/metrics` and the workers' WORKER_METRICS_PORT.
+
+With PROMETHEUS_MULTIPROC_DIR set (uvicorn --workers N, celery prefork), prometheus_client keeps every
+process's values in files there and a scrape adds them up; the directory must start empty.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import threading
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+HTTP_REQUESTS = Counter("platform_http_requests", "HTTP requests served, by URL pattern (never the raw path).",
+                        ["method", "route", "status"])
+HTTP_DURATION = Histogram("platform_http_request_duration_seconds", "Time to answer an HTTP request.",
+                          ["method", "route"])
+STEP_DURATION = Histogram("platform_step_duration_seconds", "Wall time of one step run by a worker.",
+                          ["stage", "provider", "outcome"],
+                          buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+CHAIN_ERRORS = Counter("platform_chain_errors", "Chain RPC calls that failed, by error kind.", ["kind"])
+WEBSOCKET_CONNECTIONS = Gauge("platform_websocket_connections", "Open websocket connections.",
+                              multiprocess_mode="livesum")
+
+
+class DatabaseCollector:
+    """Gauges read from the database at each scrape, across all tenants, in four aggregate queries."""
+
+    def describe(self):
+        # Registration must not query the database (it would, through collect()).
+        return [GaugeMetricFamily("platform_jobs", "", labels=["status"]),
+                GaugeMetricFamily("platform_queue_depth", "", labels=["queue"]),
+                GaugeMetricFamily("platform_registration_backlog", "", labels=["status"]),
+                CounterMetricFamily("platform_spend_usd", "")]
+
+    def collect(self):
+        from django.db.models import Count, Sum
+
+        from accounts.tenancy import dangerously_unscoped
+        from generation.dispatch import QUEUES
+        from generation.models import Job, JobStatus, Step, StepStatus
+        from rights.models import Registration, RegistrationStatus
+
+        backlog_statuses = [RegistrationStatus.PENDING, RegistrationStatus.ANCHORED]
+        with dangerously_unscoped():  # operators' totals over every organization; nothing per tenant leaves
+            jobs = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
+            queued = dict(Step.objects.filter(status=StepStatus.QUEUED).order_by().values_list("queue")
+                          .annotate(n=Count("id")))
+            backlog = dict(Registration.objects.filter(status__in=backlog_statuses).order_by()
+                           .values_list("status").annotate(n=Count("id")))
+            spend = Job.objects.aggregate(total=Sum("cost"))["total"] or 0
+
+        family = GaugeMetricFamily("platform_jobs", "Jobs per status, all organizations.", labels=["status"])
+        for status in JobStatus.values:
+            family.add_metric([status], jobs.get(status, 0))
+        yield family
+        family = GaugeMetricFamily("platform_queue_depth", "Steps queued and not yet claimed, per queue.",
+                                   labels=["queue"])
+        for queue in sorted(set(QUEUES) | set(queued)):
+            family.add_metric([queue or "none"], queued.get(queue, 0))
+        yield family
+        family = GaugeMetricFamily("platform_registration_backlog", "Registrations not yet confirmed on chain.",
+                                   labels=["status"])
+        for status in backlog_statuses:
+            family.add_metric([status], backlog.get(status, 0))
+        yield family
+        yield CounterMetricFamily("platform_spend_usd", "Sum of job costs in USD, all organizations.",
+                                  value=float(spend))
+
+
+_database_registry = CollectorRegistry(auto_describe=True)
+_database_registry.register(DatabaseCollector())
+_multiprocess_registry = None
+
+
+def process_registry():
+    """What this process (or, in multiprocess mode, every process sharing the directory) recorded."""
+    global _multiprocess_registry
+    if not MULTIPROCESS:
+        return REGISTRY
+    if _multiprocess_registry is None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        _multiprocess_registry = registry
+    return _multiprocess_registry
+
+
+def exposition(*, database: bool) -> bytes:
+    """The text format; the database gauges only once per scrape, on the web tier's endpoint."""
+    body = generate_latest(process_registry())
+    if database:
+        body += generate_latest(_database_registry)
+    return body
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the caller may read the metrics; else the 401 or 403 to answer."""
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            response = HttpResponse("metrics need Authorization: Bearer <METRICS_TOKEN>\n", status=401,
+                                    content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return HttpResponse("wrong metrics token\n", status=403, content_type="text/plain")
+        return None
+    # No token: only direct requests from loopback or private addresses (Prometheus scraping the pod).
+    # Anything that came through a proxy carries X-Forwarded-For and may come from anywhere.
+    if request.META.get("HTTP_X_FORWARDED_FOR") or request.META.get("HTTP_FORWARDED"):
+        return HttpResponse("metrics through a proxy need METRICS_TOKEN\n", status=403, content_type="text/plain")
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        address = None
+    if address is None or not (address.is_loopback or address.is_private):
+        return HttpResponse("metrics are served to private addresses only, unless METRICS_TOKEN is set\n",
+                            status=403, content_type="text/plain")
+    return None
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(exposition(database=True), content_type=CONTENT_TYPE_LATEST)
+
+
+_server_lock = threading.Lock()
+_server_started = False
+
+
+def worker_metrics_serve() -> bool:
+    """Serve this worker's metrics on WORKER_METRICS_PORT (when set), once per process. A port another
+    process of the same worker already serves is left to it (multiprocess mode shows every process)."""
+    global _server_started
+    port = settings.WORKER_METRICS_PORT
+    if not port:
+        return False
+    with _server_lock:
+        if _server_started:
+            return True
+        try:
+            start_http_server(port, addr=settings.WORKER_METRICS_ADDR, registry=process_registry())
+        except OSError as exc:
+            logger.warning("worker metrics: port %s:%s not served by this process (%s)",
+                           settings.WORKER_METRICS_ADDR, port, exc)
+            return False
+        _server_started = True
+        logger.info("worker metrics on http://%s:%s/metrics", settings.WORKER_METRICS_ADDR, port)
+        return True
+
+
+def process_exit(pid: int | None = None) -> None:
+    """Multiprocess mode: drop a finished process's live gauges (the websocket count)."""
+    if MULTIPROCESS:
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+if MULTIPROCESS:
+    import atexit
+
+    atexit.register(process_exit)
