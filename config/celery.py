@@ -19,7 +19,7 @@ _sweeper = None
 
 
 @worker_ready.connect
-def start_sweeper(**kwargs):
+def start_sweeper(sender=None, **kwargs):
     global _sweeper
     from config.metrics import worker_metrics_serve
     from generation.worker import Sweeper
@@ -27,6 +27,15 @@ def start_sweeper(**kwargs):
     _sweeper = Sweeper()
     _sweeper.start()
     worker_metrics_serve()
+    hub = getattr(sender, "hub", None)
+    if hub is not None:
+        # The event loop (AMQP, Redis) sleeps up to 10 s when idle and only then notices a SIGTERM;
+        # a tick every second makes an idle worker stop at once.
+        hub.call_repeatedly(1.0, _tick)
+
+
+def _tick():
+    pass
 
 
 @worker_shutting_down.connect

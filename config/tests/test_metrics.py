@@ -106,7 +106,7 @@ def test_metrics_expose_the_contract_with_real_values(tenant_a, tenant_b, django
 
     with dangerously_unscoped():
         completed = Job.objects.filter(status="completed").count()
-        queued = Step.objects.filter(status="queued").values_list("queue", flat=True)
+        queued = list(Step.objects.filter(status="queued").values_list("queue", flat=True))
         spend = Job.objects.aggregate(total=Sum("cost"))["total"] or Decimal("0")
         pending = Registration.objects.filter(status="pending").count()
         anchored = Registration.objects.filter(status="anchored").count()
@@ -114,7 +114,7 @@ def test_metrics_expose_the_contract_with_real_values(tenant_a, tenant_b, django
     assert value(after, "platform_jobs", status="completed") == completed
     assert value(after, "platform_jobs", status="failed") == 0
     assert sum(value(after, "platform_jobs", status=s) for s in ("pending", "style_detection")) == 1
-    assert list(queued) == ["cpu"] and value(after, "platform_queue_depth", queue="cpu") == 1
+    assert queued == ["cpu"] and value(after, "platform_queue_depth", queue="cpu") == 1
     assert value(after, "platform_queue_depth", queue="gpu") == 0
     assert value(after, "platform_registration_backlog", status="pending") == pending
     assert value(after, "platform_registration_backlog", status="anchored") == anchored
