@@ -20,9 +20,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 
 import pytest
@@ -381,6 +383,8 @@ def get(url: str, headers: dict | None = None):
 @pytest.mark.django_db(transaction=True)
 def test_nginx_serves_static_files_proxies_the_platform_and_websockets_and_refuses_metrics(
         nginx_prefix, tenant_a, settings):
+    from django.db import connection
+    from django.db.backends.signals import connection_created
     from websockets.sync.client import connect
 
     from accounts.tests.browser.conftest import PortalServer
@@ -391,6 +395,17 @@ def test_nginx_serves_static_files_proxies_the_platform_and_websockets_and_refus
     asset.parent.mkdir(mode=0o755)
     asset.write_bytes(b"body { color: #123456; }\n")
     asset.chmod(0o644)
+    # The server's threads open their own connections: not kept (CONN_MAX_AGE 0), and those left open
+    # are closed at the end, so PostgreSQL can drop the test database (as the browser tests do).
+    before = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 0
+    opened = weakref.WeakSet()
+
+    def remember(sender, connection, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            opened.add(connection)
+
+    connection_created.connect(remember, weak=False)
     server = PortalServer().start()
     port = free_port()
     try:
@@ -421,3 +436,8 @@ def test_nginx_serves_static_files_proxies_the_platform_and_websockets_and_refus
                 assert json.loads(websocket.recv(timeout=20))["type"] == "pong"
     finally:
         server.stop()
+        connection_created.disconnect(remember)
+        connection.settings_dict["CONN_MAX_AGE"] = before
+        for wrapper in list(opened):
+            if wrapper.connection is not None:
+                wrapper.connection.close()  # the driver's: Django's close() refuses another thread's
