@@ -29,7 +29,10 @@ def _chunks(handle, start: int, length: int):
 def file_response(request, field_file, *, content_type: str, filename: str):
     """The file for a request that the calling view has already allowed (scope and tenant checked):
     whoever gets this answer can read the file, through the link for the link's lifetime."""
-    url = signed_download_url(field_file, filename=filename, content_type=content_type)
+    # ?download=1: saved, not shown. The <a download> attribute alone is ignored once a redirect leaves
+    # the site (S3), so the answer itself says so.
+    disposition = "attachment" if request.GET.get("download") == "1" else "inline"
+    url = signed_download_url(field_file, filename=filename, content_type=content_type, disposition=disposition)
     if url is not None:
         response = HttpResponseRedirect(url)
         response["Cache-Control"] = "private, no-store"  # a link outliving its signature is no use to a cache
@@ -59,6 +62,6 @@ def file_response(request, field_file, *, content_type: str, filename: str):
         response = FileResponse(field_file.open("rb"), content_type=content_type)
         response["Content-Length"] = str(size)
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -139,6 +139,8 @@ def test_uploaded_asset_is_stored_privately_and_downloads_for_its_studio_only(st
     assert status == 200 and body == stored
     assert headers["Content-Type"] == "image/png"
     assert headers["Content-Disposition"] == f'inline; filename="{content.content_id}.png"'
+    saved = store.fetch(tenant_a.client("viewer"), page + "&download=1")[2]  # the portal's download button
+    assert saved["Content-Disposition"] == f'attachment; filename="{content.content_id}.png"'
     status, part, headers = store.fetch(tenant_a.client("viewer"), page, range_header="bytes=0-7")
     assert status == 206 and part == PNG_MAGIC and headers["Content-Range"] == f"bytes 0-7/{len(stored)}"
 
