@@ -1,10 +1,11 @@
 """`manage.py sweep`, the scheduler process: one round requeues dead workers' steps of every
-organization; the loop touches its heartbeat and stops cleanly on SIGTERM."""
+organization; the loop touches its heartbeat, serves its metrics, and stops cleanly on SIGTERM."""
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from accounts.audit import Actor
 from accounts.tenancy import tenant_scope
 from generation import services
 from generation.models import Step, StepStatus
-from generation.tests.live import ROOT, platform_env
+from generation.tests.live import ROOT, free_port, platform_env
 
 
 def running_step_of_dead_worker(tenant, django_capture_on_commit_callbacks):
@@ -46,10 +47,13 @@ def test_sweep_once_requeues_expired_steps_of_every_organization(tenant_a, tenan
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sweep_loop_touches_heartbeat_and_stops_on_sigterm(tmp_path):
+def test_sweep_loop_touches_heartbeat_serves_metrics_and_stops_on_sigterm(tmp_path):
     heartbeat = tmp_path / "sweep.alive"
+    metrics_port = free_port()
     process = subprocess.Popen([sys.executable, "manage.py", "sweep", "--interval", "0.5", "--heartbeat",
-                                str(heartbeat)], cwd=ROOT, env=platform_env(), stdout=subprocess.PIPE,
+                                str(heartbeat)], cwd=ROOT, env=platform_env(WORKER_METRICS_PORT=metrics_port,
+                                                                          WORKER_METRICS_ADDR="127.0.0.1"),
+                               stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -61,6 +65,8 @@ def test_sweep_loop_touches_heartbeat_and_stops_on_sigterm(tmp_path):
         while heartbeat.stat().st_mtime == first:  # a second round: it loops
             assert time.monotonic() < deadline, "no second round"
             time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            assert b"# TYPE platform_chain_errors_total counter" in response.read()
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=20)[0].decode()

@@ -51,6 +51,11 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # Its sweeps call the chain (registration batches): its metrics, chain errors included, are
+        # served on WORKER_METRICS_PORT like a worker's.
+        from config.metrics import worker_metrics_serve
+
+        worker_metrics_serve()
         self.stdout.write(f"sweeping every {interval:g}s (SIGTERM stops after the current round)")
         self.stdout.flush()
         rounds = 0
