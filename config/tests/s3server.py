@@ -86,7 +86,7 @@ def s3_server_start(work_dir: Path) -> S3Server:
         "name": "platform", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     ports = {name: _port_pair() for name in ("s3", "master", "volume", "filer", "admin")}
-    args = [binary, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
+    args = [binary, "-logtostderr", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
             "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.localSocket={work_dir / 's3.sock'}", f"-filer.localSocket={work_dir / 'filer.sock'}"]
     for name, port in ports.items():
