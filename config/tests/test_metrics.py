@@ -198,3 +198,35 @@ def test_database_gauges_read_every_organization_under_row_level_security(tenant
     samples = scrape()
     assert sum(value(samples, "platform_jobs", status=s) for s in ("pending", "style_detection")) == 2
     assert value(samples, "platform_queue_depth", queue="cpu") == 2
+
+
+MULTIPROCESS_CHILD = """
+import django, sys
+django.setup()
+from config.metrics import HTTP_REQUESTS, WEBSOCKET_CONNECTIONS, exposition
+HTTP_REQUESTS.labels("GET", "multiprocess-test", "200").inc()
+WEBSOCKET_CONNECTIONS.inc()
+if sys.argv[1] == "scrape":
+    sys.stdout.write(exposition(database=True).decode())
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_multiprocess_mode_adds_up_the_processes_and_forgets_the_dead_ones(tmp_path, tenant_a):
+    import subprocess
+    import sys
+
+    from generation.tests.live import ROOT, platform_env
+
+    env = platform_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"), DJANGO_SETTINGS_MODULE="config.settings")
+    for mode in ("record", "scrape"):
+        result = subprocess.run([sys.executable, "-c", MULTIPROCESS_CHILD, mode], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    samples = {}
+    for family in text_string_to_metric_families(result.stdout):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert value(samples, "platform_http_requests_total", method="GET", route="multiprocess-test", status="200") == 2
+    assert value(samples, "platform_websocket_connections") == 1  # the first process exited: its count is gone
+    assert ("platform_jobs", (("status", "completed"),)) in samples  # the database gauges, once
