@@ -57,15 +57,25 @@ def _expired(cutoff):
     return Artifact.objects.filter(created_at__lt=cutoff).exclude(file="").exclude(Exists(_still_needed(cutoff)))
 
 
-def _referenced_elsewhere(ids: list[str]) -> set[str]:
-    """Of these artifact ids, those that a job's output or a video's data names (the final video and
-    thumbnail of a completed job; the thumbnail of a composed video)."""
+def _named_by_jobs(ids: list[str]) -> set[str]:
+    """Of these artifact ids, those a job's output names (the final video and thumbnail of a completed job)."""
     named = set()
     for output in Job.objects.filter(Q(output__video_artifact__in=ids) | Q(output__thumbnail_artifact__in=ids)
                                      ).values_list("output", flat=True):
         named.update(str(output.get(key)) for key in ("video_artifact", "thumbnail_artifact"))
-    named.update(str(data.get("thumbnail_artifact")) for data in Artifact.objects.filter(
-        data__thumbnail_artifact__in=ids).values_list("data", flat=True))
+    return named
+
+
+def _referenced_elsewhere(ids: list[str], cutoff) -> set[str]:
+    """Of these artifact ids, those still named elsewhere: by a job's output, or by the data of a video
+    that stays (its thumbnail). A video that goes in this same cleanup does not keep its thumbnail."""
+    named = _named_by_jobs(ids)
+    videos = list(Artifact.objects.filter(data__thumbnail_artifact__in=ids).values_list("pk", "data"))
+    if videos:
+        video_ids = [str(pk) for pk, _ in videos]
+        going = {str(pk) for pk in _expired(cutoff).filter(pk__in=video_ids).values_list("pk", flat=True)}
+        going -= _named_by_jobs(video_ids)
+        named.update(str(data.get("thumbnail_artifact")) for pk, data in videos if str(pk) not in going)
     return named
 
 
@@ -83,7 +93,7 @@ def artifacts_expired(*, older_than_days: int, limit: int | None = None) -> list
             if not batch:
                 break
             after = (batch[-1].created_at, batch[-1].pk)
-            named = _referenced_elsewhere([str(a.pk) for a in batch])
+            named = _referenced_elsewhere([str(a.pk) for a in batch], cutoff)
             found += [a for a in batch if str(a.pk) not in named]
     return found if limit is None else found[:limit]
 
@@ -114,7 +124,7 @@ def _artifact_delete(artifact_id, cutoff) -> bool:
     space, a row without its file would be a broken reuse."""
     with dangerously_unscoped(), transaction.atomic():
         artifact = _expired(cutoff).select_for_update().filter(pk=artifact_id).first()
-        if artifact is None or str(artifact.pk) in _referenced_elsewhere([str(artifact.pk)]):
+        if artifact is None or str(artifact.pk) in _referenced_elsewhere([str(artifact.pk)], cutoff):
             return False
         steps = Step.objects.filter(artifact_id=artifact.pk)
         # A failed or cancelled job can be retried: its step runs again rather than reading nothing.

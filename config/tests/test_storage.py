@@ -268,3 +268,11 @@ def test_cleanup_deletes_old_frames_and_clips_keeps_final_outputs_and_a_retry_re
     assert store.fetch(api, f"{base}/shots/1/frame")[1].startswith(PNG_MAGIC)
     with tenant_scope(tenant_a.organization):
         assert Job.objects.get(pk=job.pk).status == "awaiting_approval"
+
+    # A deleted job's files, final ones included, are no one's any more: they go too (once old).
+    remade = [steps[key].artifact for key in intermediate]
+    with dangerously_unscoped():
+        Artifact.objects.filter(pk__in=[a.pk for a in [*remade, *final]]).update(created_at=long_ago)
+    assert api.delete(f"/api/v1/projects/{job.project_id}").status_code == 204
+    assert run_commits(lambda: artifacts_cleanup(older_than_days=30)).artifacts == 6
+    assert not any(store.has(a.file.name) for a in [*remade, *final])
