@@ -79,39 +79,34 @@ def _referenced_elsewhere(ids: list[str], cutoff) -> set[str]:
     return named
 
 
-def artifacts_expired(*, older_than_days: int, limit: int | None = None) -> list[Artifact]:
-    """The artifacts whose files the cleanup deletes now, oldest first (runs unscoped: every tenant)."""
-    cutoff = timezone.now() - timedelta(days=older_than_days)
-    found: list[Artifact] = []
+def _expired_page(cutoff, after: tuple | None) -> tuple[list[Artifact], tuple | None]:
+    """The next page of expired artifacts after `after` (created_at, pk), oldest first, and where the
+    page ended; (.., None) when there are no more. Unscoped: the cleanup serves every tenant."""
     with dangerously_unscoped():
-        after = None
-        while limit is None or len(found) < limit:
-            page = _expired(cutoff).order_by("created_at", "pk").only("pk", "file", "size", "created_at")
-            if after is not None:
-                page = page.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], pk__gt=after[1]))
-            batch = list(page[:BATCH])
-            if not batch:
-                break
-            after = (batch[-1].created_at, batch[-1].pk)
-            named = _referenced_elsewhere([str(a.pk) for a in batch], cutoff)
-            found += [a for a in batch if str(a.pk) not in named]
-    return found if limit is None else found[:limit]
+        page = _expired(cutoff).order_by("created_at", "pk").only("pk", "file", "size", "created_at")
+        if after is not None:
+            page = page.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], pk__gt=after[1]))
+        batch = list(page[:BATCH])
+        if not batch:
+            return [], None
+        named = _referenced_elsewhere([str(a.pk) for a in batch], cutoff)
+    return [a for a in batch if str(a.pk) not in named], (batch[-1].created_at, batch[-1].pk)
 
 
 def artifacts_cleanup(*, older_than_days: int, dry_run: bool = False, limit: int | None = None) -> Cleanup:
-    """Delete the expired artifacts' files and rows; returns how many and how many bytes."""
+    """Delete the expired artifacts' files and rows, page by page; returns how many and how many bytes."""
     if older_than_days < 1:
         raise ValueError("older_than_days must be at least 1")
     result = Cleanup(dry_run=dry_run, older_than_days=older_than_days)
     cutoff = timezone.now() - timedelta(days=older_than_days)
-    for artifact in artifacts_expired(older_than_days=older_than_days, limit=limit):
-        if dry_run:
-            result.artifacts += 1
-            result.bytes += artifact.size
-            continue
-        if _artifact_delete(artifact.pk, cutoff):
-            result.artifacts += 1
-            result.bytes += artifact.size
+    after, more = None, True
+    while more and (limit is None or result.artifacts < limit):
+        batch, after = _expired_page(cutoff, after)
+        more = after is not None
+        for artifact in batch[:None if limit is None else limit - result.artifacts]:
+            if dry_run or _artifact_delete(artifact.pk, cutoff):
+                result.artifacts += 1
+                result.bytes += artifact.size
     if result.artifacts and not dry_run:
         logger.info("artifact cleanup: deleted %d files (%d bytes) unused for %d days", result.artifacts,
                     result.bytes, older_than_days)

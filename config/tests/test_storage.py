@@ -241,6 +241,7 @@ def test_cleanup_deletes_old_frames_and_clips_keeps_final_outputs_and_a_retry_re
     call_command("cleanup_artifacts", "--dry-run", stdout=out)
     size = sum(a.size for a in intermediate.values())
     assert out.getvalue().startswith("would delete 4 artifacts unused for 30 days") and f"({size} bytes)" in out.getvalue()
+    assert artifacts_cleanup(older_than_days=30, dry_run=True, limit=3).artifacts == 3  # the sweep's cap
     assert all(store.has(a.file.name) for a in intermediate.values())
 
     settings.ARTIFACT_RETENTION_DAYS = 30
