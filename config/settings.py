@@ -271,6 +271,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGE_BACKEND = env("STORAGE_BACKEND", "local")
 S3_BUCKET = env("S3_BUCKET")
 S3_SIGNED_URL_EXPIRY_S = env_int("S3_SIGNED_URL_EXPIRY_S", 300)
+# The store's address as browsers reach it, when it differs from S3_ENDPOINT_URL (an internal name).
+S3_PUBLIC_ENDPOINT_URL = env("S3_PUBLIC_ENDPOINT_URL")
 if STORAGE_BACKEND not in {"local", "s3"}:
     raise ImproperlyConfigured(f"STORAGE_BACKEND must be local or s3, not {STORAGE_BACKEND!r}")
 if STORAGE_BACKEND == "s3" and not S3_BUCKET:

@@ -58,13 +58,39 @@ def storage_backend_name(storage=None) -> str:
 
 def signed_download_url(field_file, *, filename: str, content_type: str, disposition: str = "inline") -> str | None:
     """A link to the file that works for S3_SIGNED_URL_EXPIRY_S seconds, whose response carries this
-    file name and content type; None where the storage cannot sign links (local files are streamed)."""
+    file name and content type; None where the storage cannot sign links (local files are streamed).
+    Signed for S3_PUBLIC_ENDPOINT_URL when set: the name browsers reach the store by (a signature
+    covers the host, so a link for an internal name could not simply be rewritten)."""
     storage = field_file.storage
     if not storage_is_s3(storage) or not storage.querystring_auth:
         return None
     expiry = settings.S3_SIGNED_URL_EXPIRY_S
-    return storage.url(field_file.name, expire=expiry, parameters={
+    parameters = {
         "ResponseContentDisposition": f'{disposition}; filename="{filename}"',
         "ResponseContentType": content_type,
         "ResponseCacheControl": f"private, max-age={expiry}",
-    })
+    }
+    public = settings.S3_PUBLIC_ENDPOINT_URL
+    if not public or public == storage.endpoint_url:
+        return storage.url(field_file.name, expire=expiry, parameters=parameters)
+    from storages.utils import clean_name
+
+    key = storage._normalize_name(clean_name(field_file.name))  # with S3_PREFIX, as storage.url() does
+    return _public_client(storage, public).generate_presigned_url(
+        "get_object", Params={"Bucket": storage.bucket_name, "Key": key, **parameters}, ExpiresIn=expiry)
+
+
+_public_clients: dict[tuple, object] = {}
+
+
+def _public_client(storage, endpoint_url: str):
+    """A boto3 client with the storage's credentials that signs for the public endpoint (made once)."""
+    cache_key = (endpoint_url, storage.access_key, storage.region_name, storage.bucket_name)
+    if cache_key not in _public_clients:
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id=storage.access_key, aws_secret_access_key=storage.secret_key,
+                                        aws_session_token=storage.security_token)
+        _public_clients[cache_key] = session.client("s3", endpoint_url=endpoint_url, region_name=storage.region_name,
+                                                    config=storage.client_config)
+    return _public_clients[cache_key]

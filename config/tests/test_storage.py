@@ -168,10 +168,17 @@ def test_download_links_need_access_and_expire(store, tenant_a, tmp_path, settin
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(forged, timeout=10)
     assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
+    # Signed for the address browsers use, when it is not the one the platform uses.
+    settings.S3_PUBLIC_ENDPOINT_URL = store.server.endpoint_url.replace("127.0.0.1", "localhost")
+    public = tenant_a.client().get(page)["Location"]
+    assert public.startswith(settings.S3_PUBLIC_ENDPOINT_URL + f"/{store.server.bucket}/{store.prefix}/")
+    with urllib.request.urlopen(public, timeout=10) as answer:
+        assert answer.read() == store.read(content.protected.name)
     time.sleep(3.2)  # past the 2 s lifetime (the signing time has one-second steps)
-    with pytest.raises(urllib.error.HTTPError) as expired:
-        urllib.request.urlopen(location, timeout=10)
-    assert expired.value.code == 403 and b"expired" in expired.value.read()
+    for link in (location, public):
+        with pytest.raises(urllib.error.HTTPError) as expired:
+            urllib.request.urlopen(link, timeout=10)
+        assert expired.value.code == 403 and b"expired" in expired.value.read()
 
 
 def _awaiting_approval_job(tenant, run_commits):
