@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from accounts.tenancy import dangerously_unscoped, tenant_scope
@@ -408,6 +408,32 @@ def steps_requeue_expired() -> list[str]:
 
         steps_dispatch(requeued)
     return requeued
+
+
+def jobs_advance_stalled(*, limit: int = 100) -> list[str]:
+    """Advance again the unfinished jobs that nothing moves: no step queued or running. A step's
+    success commits before its job advances (a commit callback, its own transaction), so a database
+    outage or a worker's death between the two leaves the next steps blocked, or a finished job not
+    completed. Advancing is idempotent; jobs waiting for a person are left alone, and so are jobs
+    with a step finished in the last STEP_REDISPATCH_S (their own advance is on its way)."""
+    recently = timezone.now() - timedelta(seconds=settings.STEP_REDISPATCH_S)
+    with dangerously_unscoped():
+        moving = Step.objects.filter(job_id=OuterRef("pk")).filter(
+            Q(status__in=[StepStatus.QUEUED, StepStatus.RUNNING]) | Q(finished_at__gte=recently))
+        stalled = list(Job.objects.exclude(status__in=[*TERMINAL_JOB_STATUSES, JobStatus.AWAITING_APPROVAL])
+                       .filter(~Exists(moving), created_at__lt=recently)
+                       .values_list("id", "organization_id")[:limit])
+    advanced = []
+    for job_id, organization_id in stalled:
+        if job_advance(job_id, organization_id).dispatched or _job_completed(job_id):
+            logger.warning("job %s was stalled; advanced again", job_id)
+            advanced.append(str(job_id))
+    return advanced
+
+
+def _job_completed(job_id) -> bool:
+    with dangerously_unscoped():
+        return Job.objects.filter(pk=job_id, status=JobStatus.COMPLETED).exists()
 
 
 @transaction.atomic

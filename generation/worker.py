@@ -133,19 +133,20 @@ def _outcome(step, heartbeat: Heartbeat) -> str:
 
 
 def sweep() -> dict:
-    """Requeue steps of dead workers and send webhook deliveries that are due."""
+    """Requeue steps of dead workers, advance stalled jobs and send webhook deliveries that are due."""
     from django.utils import timezone
 
     from generation.dispatch import deliveries_dispatch
     from generation.webhooks import webhook_due_deliveries
 
     requeued = pipeline.steps_requeue_expired()
+    stalled = pipeline.jobs_advance_stalled()
     due = [str(i) for i in webhook_due_deliveries(timezone.now())]
     if due:
         deliveries_dispatch(due)
     from generation.retention import artifacts_cleanup_due
 
-    return {"requeued": requeued, "deliveries": due, "anchored": registrations_anchor(),
+    return {"requeued": requeued, "stalled": stalled, "deliveries": due, "anchored": registrations_anchor(),
             "artifacts_deleted": artifacts_cleanup_due()}
 
 
