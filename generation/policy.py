@@ -32,6 +32,13 @@ class ContentRefused(DomainError):
     status = 422
 
 
+class ModerationUnavailable(DomainError):
+    """The moderation the policy asks for could not run: the content is neither passed nor refused."""
+
+    code = "moderation_unavailable"
+    status = 503
+
+
 def policy_for(organization_id: int) -> GenerationPolicy:
     """The organization's policy, or an unsaved default one (no limits, no blocked terms)."""
     with tenant_scope(organization_id):

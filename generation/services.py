@@ -121,13 +121,21 @@ def _policy_check_topic(job: Job) -> None:
     moderation = None
     policy = policy_for(job.organization_id)
     if policy.moderation_provider == "openai":
-        from generation.providers.base import StageContext
+        from generation.policy import ModerationUnavailable
+        from generation.providers.base import ProviderError, StageContext
         from generation.providers.openai_provider import moderate
         from generation.stages import provider_settings
 
         ctx = StageContext(organization_id=job.organization_id, job_id="", options={}, prompts={}, work_dir=None,
                            settings=provider_settings(job.organization_id, "openai"))
-        moderation = lambda text: moderate(text, ctx)  # noqa: E731
+
+        def moderation(text):
+            # Unreachable or unconfigured (no openai credentials): refuse the job for now, in the
+            # API's error shape, rather than wave the topic through or answer a bare 500.
+            try:
+                return moderate(text, ctx)
+            except ProviderError as exc:
+                raise ModerationUnavailable(f"The moderation service could not check the topic: {exc}") from exc
     content_policy_check(organization_id=job.organization_id, texts={"topic": job.topic}, moderation=moderation)
 
 
