@@ -1,19 +1,78 @@
-"""OpenAPI generation: each operation documents the scope it needs."""
+"""OpenAPI generation: each operation documents the scope it needs and the errors it can answer."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from rest_framework import serializers
+
+
+class ErrorDetailOut(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable code, such as `not_found` or `name_taken`.")
+    message = serializers.CharField()
+    fields = serializers.DictField(help_text="Per-field messages for invalid input; empty otherwise.")
+
+
+class ErrorOut(serializers.Serializer):
+    """The one error shape of the API (config.api.exception_handler)."""
+
+    error = ErrorDetailOut()
+
+
+# What every operation may answer besides its success, by what the request carries (see _error_statuses).
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input: the fields at fault are named in `error.fields`.",
+    401: "No credentials, or an unknown or revoked API key.",
+    402: "Over the organization's monthly or the member's daily budget.",
+    403: "The key or member lacks the required scope, or the organization is suspended.",
+    404: "No such object in this organization (another organization's objects answer the same).",
+    409: "Conflicts with the current state (a taken name, a job already finished...); see `error.code`.",
+    413: "The upload is larger than this endpoint accepts.",
+    415: "The body's media type is not one this operation takes.",
+    422: "The content policy refused the text (a blocked term, or moderation flagged it).",
+    429: "Rate limited; `Retry-After` says when to try again.",
+    503: "A service this operation needs is unavailable; try again later.",
+}
 
 
 class ScopedAutoSchema(AutoSchema):
-    """Shows the scope each operation needs in the API docs, from the view's declaration."""
+    """Shows the scope each operation needs in the API docs, from the view's declaration, and
+    documents the error answers in the API's error shape next to the success."""
+
+    def _required_scope(self):
+        required = getattr(self.view, "required_scopes", None)
+        return None if required is None else required.get(self.method.upper())
 
     def get_description(self):
         description = super().get_description()
-        required = getattr(self.view, "required_scopes", None)
-        if required is None:
+        if getattr(self.view, "required_scopes", None) is None:
             return description
-        scope = required.get(self.method.upper())
+        scope = self._required_scope()
         note = f"**Required scope:** `{scope}`" if scope else "**Public**: no authentication needed."
         return f"{description}\n\n{note}" if description else note
+
+    def _error_statuses(self) -> set[int]:
+        statuses = {429}
+        if self._required_scope():
+            # Credentials are checked first; a signed-in member's X-Organization may name no organization.
+            statuses |= {401, 403, 404}
+        has_body = self.method.upper() in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
+        if has_body:
+            statuses |= {400, 415}  # 415: a body in a media type the operation does not take
+        if any(parameter["in"] == "query" for parameter in self._get_parameters()):
+            statuses.add(400)
+        if "{" in self.path:
+            statuses.add(404)
+        # The domain errors (409 conflicts, 410, 413...) a view's method can answer, from its declaration.
+        statuses |= set(getattr(self.view, "error_statuses", {}).get(self.method.upper(), ()))
+        return statuses
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        error = self.resolve_serializer(ErrorOut, "response").ref
+        for code in sorted(str(code) for code in self._error_statuses()):
+            responses.setdefault(code, {
+                "content": {"application/json": {"schema": error}},
+                "description": ERROR_DESCRIPTIONS.get(int(code), "Refused; `error.code` says why."),
+            })
+        return responses
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
@@ -83,7 +83,7 @@ class JobOut(serializers.ModelSerializer):
     def get_steps(self, job: Job) -> list:
         return [step_summary(step) for step in job.steps.all()]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(serializers.DictField(allow_null=True))  # null until the job's output is protected
     def get_rights(self, job: Job) -> dict | None:
         from rights.selectors import content_rights
 
@@ -92,6 +92,9 @@ class JobOut(serializers.ModelSerializer):
 
 class JobListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "job:read", "POST": "job:create"}
+    # 402: over a budget; 409: an Idempotency-Key reused for another request; 422: content refused;
+    # 503: the moderation the policy asks for could not run.
+    error_statuses = {"POST": (402, 409, 422, 503)}
     serializer_class = JobSummaryOut
 
     def get_queryset(self):
@@ -161,6 +164,7 @@ class JobDetailView(JobView):
 
 class JobCancelView(JobView):
     required_scopes = {"POST": "job:create"}
+    error_statuses = {"POST": (409,)}  # already finished
 
     @extend_schema(request=None, responses=JobOut)
     def post(self, request, job_id):
@@ -169,6 +173,7 @@ class JobCancelView(JobView):
 
 class JobRetryView(JobView):
     required_scopes = {"POST": "job:create"}
+    error_statuses = {"POST": (409,)}  # neither failed nor cancelled
 
     @extend_schema(request=None, responses=JobOut)
     def post(self, request, job_id):
@@ -177,6 +182,7 @@ class JobRetryView(JobView):
 
 class JobApproveView(JobView):
     required_scopes = {"POST": "job:approve"}
+    error_statuses = {"POST": (409,)}  # not awaiting approval
 
     @extend_schema(request=None, responses=JobOut)
     def post(self, request, job_id):
@@ -192,6 +198,7 @@ class ShotIn(serializers.Serializer):
 
 class ShotView(JobView):
     required_scopes = {"PATCH": "job:create"}
+    error_statuses = {"PATCH": (409, 422)}  # job cancelled or storyboard not ready; content refused
 
     @extend_schema(request=ShotIn, responses=JobOut)
     def patch(self, request, job_id, number):
@@ -204,10 +211,17 @@ class ShotView(JobView):
 
 class ShotRegenerateView(JobView):
     required_scopes = {"POST": "job:create"}
+    error_statuses = {"POST": (409,)}  # job cancelled or storyboard not ready
 
     @extend_schema(request=None, responses=JobOut)
     def post(self, request, job_id, number):
         return self.respond(services.shot_regenerate(job=self.job(job_id), number=number, actor=request.actor))
+
+
+def _file_schema(content_type: str):
+    """The download's documented answers: the file, or a part of it for a Range request."""
+    return extend_schema_view(get=extend_schema(
+        responses={(200, content_type): OpenApiTypes.BINARY, (206, content_type): OpenApiTypes.BINARY}))
 
 
 class JobFileView(JobView):
@@ -215,7 +229,6 @@ class JobFileView(JobView):
     kind = "video"
     content_type = "video/mp4"
 
-    @extend_schema(responses={(200, "video/mp4"): OpenApiTypes.BINARY, (206, "video/mp4"): OpenApiTypes.BINARY})
     def get(self, request, job_id, number: int = 0):
         job = self.job(job_id)
         field_file = selectors.job_file(job, self.kind, number)
@@ -226,14 +239,17 @@ class JobFileView(JobView):
                              filename=f"{job.pk}-{self.kind}{number or ''}.{extension}")
 
 
+@_file_schema("video/mp4")
 class JobVideoView(JobFileView):
     kind, content_type = "video", "video/mp4"
 
 
+@_file_schema("image/jpeg")
 class JobThumbnailView(JobFileView):
     kind, content_type = "thumbnail", "image/jpeg"
 
 
+@_file_schema("image/png")
 class JobFrameView(JobFileView):
     kind, content_type = "frame", "image/png"
 
@@ -250,6 +266,7 @@ class JobEventsView(JobView):
 
     required_scopes = {"GET": "job:read"}
     serializer_class = JobEventOut
+    pagination_class = None  # `after` pages through the events
 
     @extend_schema(parameters=[OpenApiParameter("after", int)], responses=JobEventOut(many=True))
     def get(self, request, job_id):

@@ -15,7 +15,7 @@ from generation.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookE
 
 class WebhookOut(serializers.ModelSerializer):
     events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices))
-    created_by = serializers.EmailField(source="created_by.email", default=None)
+    created_by = serializers.EmailField(source="created_by.email", default=None, allow_null=True)
 
     class Meta:
         model = Webhook
@@ -57,6 +57,7 @@ class WebhookListView(mixins.ListModelMixin, OrganizationAPIView):
     """The organization's webhooks. Creating one answers its signing secret, once."""
 
     required_scopes = {"GET": SCOPE, "POST": SCOPE}
+    error_statuses = {"POST": (409,)}  # at the limit of webhooks
     serializer_class = WebhookOut
 
     def get_queryset(self):

@@ -11,7 +11,7 @@ from projects.models import Project
 
 
 class ProjectOut(serializers.ModelSerializer):
-    created_by = serializers.EmailField(source="created_by.email", default=None)
+    created_by = serializers.EmailField(source="created_by.email", default=None, allow_null=True)
 
     class Meta:
         model = Project
@@ -25,6 +25,7 @@ class ProjectIn(serializers.Serializer):
 
 class ProjectListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "project:read", "POST": "project:write"}
+    error_statuses = {"POST": (409,)}  # name taken
     serializer_class = ProjectOut
 
     def get_queryset(self):
@@ -44,6 +45,7 @@ class ProjectListView(mixins.ListModelMixin, OrganizationAPIView):
 
 class ProjectDetailView(OrganizationAPIView):
     required_scopes = {"GET": "project:read", "PATCH": "project:write", "DELETE": "project:write"}
+    error_statuses = {"PATCH": (409,)}  # name taken
     serializer_class = ProjectOut
     lookup_url_kwarg = "project_id"
 

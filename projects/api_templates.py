@@ -61,7 +61,7 @@ class TemplateOut(serializers.ModelSerializer):
     def get_is_own(self, template: Template) -> bool:
         return self._is_own(template)
 
-    @extend_schema_field(OpenApiTypes.EMAIL)
+    @extend_schema_field(serializers.EmailField(allow_null=True))
     def get_created_by(self, template: Template) -> str | None:
         if not self._is_own(template) or template.created_by_id is None:
             return None
@@ -112,6 +112,7 @@ def _detail(request, template_id) -> dict:
 
 class TemplateListView(OrganizationAPIView):
     required_scopes = {"GET": "template:read", "POST": "template:write"}
+    error_statuses = {"POST": (409,)}  # name taken
     serializer_class = TemplateOut
 
     @extend_schema(
@@ -138,6 +139,7 @@ class TemplateListView(OrganizationAPIView):
 
 class TemplateDetailView(OrganizationAPIView):
     required_scopes = {"GET": "template:read", "PATCH": "template:write", "DELETE": "template:write"}
+    error_statuses = {"PATCH": (409,)}  # name taken
     serializer_class = TemplateDetailOut
 
     @extend_schema(responses=TemplateDetailOut)
@@ -170,6 +172,7 @@ class TemplateVersionView(OrganizationAPIView):
 
 class TemplateDuplicateView(OrganizationAPIView):
     required_scopes = {"POST": "template:write"}
+    error_statuses = {"POST": (409,)}  # name taken
     serializer_class = TemplateDetailOut
 
     @extend_schema(request=DuplicateIn, responses={201: TemplateDetailOut})

@@ -50,6 +50,7 @@ class VerifyView(PublicAPIView):
     registered it, by which evidence, with the on-chain proof checked now."""
 
     required_scopes = {"POST": PUBLIC}
+    error_statuses = {"POST": (413, 415)}  # too large; not a PNG, JPEG or MP4
     parser_classes = [JSONParser, parsers.MultiPartParser]
     throttle_classes = [VerifyRateThrottle]
 
@@ -124,6 +125,7 @@ class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
     """Protect and register an existing image or video (multipart `file`, optional `title`)."""
 
     required_scopes = {"GET": "rights:read", "POST": "rights:register"}
+    error_statuses = {"POST": (413, 415)}  # too large; not an image or video
     serializer_class = AssetOut
     parser_classes = [parsers.MultiPartParser]
 

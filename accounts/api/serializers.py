@@ -32,7 +32,7 @@ class MemberIn(serializers.Serializer):
 
 
 class InvitationOut(serializers.ModelSerializer):
-    invited_by = serializers.EmailField(source="invited_by.email", default=None)
+    invited_by = serializers.EmailField(source="invited_by.email", default=None, allow_null=True)
 
     class Meta:
         model = Invitation
@@ -51,7 +51,7 @@ class InvitationAcceptIn(serializers.Serializer):
 
 
 class ApiKeyOut(serializers.ModelSerializer):
-    created_by = serializers.EmailField(source="created_by.email", default=None)
+    created_by = serializers.EmailField(source="created_by.email", default=None, allow_null=True)
     display = serializers.SerializerMethodField()
 
     class Meta:
@@ -80,7 +80,7 @@ class ApiKeyIn(serializers.Serializer):
 
 class AuditEntryOut(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_email")
-    api_key = serializers.CharField(source="api_key.prefix", default=None)
+    api_key = serializers.CharField(source="api_key.prefix", default=None, allow_null=True)
 
     class Meta:
         model = AuditEntry

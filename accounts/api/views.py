@@ -45,6 +45,7 @@ class MemberListView(mixins.ListModelMixin, OrganizationAPIView):
 
 class MemberDetailView(OrganizationAPIView):
     required_scopes = {"GET": "members:read", "PATCH": "members:manage", "DELETE": "members:manage"}
+    error_statuses = {"PATCH": (409,), "DELETE": (409,)}  # 409: the last owner stays
     serializer_class = s.MemberOut
     lookup_url_kwarg = "member_id"
 
@@ -71,6 +72,7 @@ class MemberDetailView(OrganizationAPIView):
 
 class InvitationListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "members:read", "POST": "members:manage"}
+    error_statuses = {"POST": (409,)}  # already a member, or already invited
     serializer_class = s.InvitationOut
 
     def get_queryset(self):
@@ -91,6 +93,7 @@ class InvitationListView(mixins.ListModelMixin, OrganizationAPIView):
 
 class InvitationDetailView(OrganizationAPIView):
     required_scopes = {"GET": "members:read", "DELETE": "members:manage"}
+    error_statuses = {"DELETE": (409,)}  # already accepted or revoked
     serializer_class = s.InvitationOut
     lookup_url_kwarg = "invitation_id"
 
@@ -110,6 +113,9 @@ class InvitationAcceptView(PublicAPIView):
     """Join with an invitation's token: as the signed-in user, or by choosing a password."""
 
     required_scopes = {"POST": PUBLIC}
+    # 401: the invited email has an account (sign in first); 403: signed in as someone else;
+    # 404: unknown token; 409: already a member; 410: used or expired.
+    error_statuses = {"POST": (401, 403, 404, 409, 410)}
     authentication_classes = [SessionAuthentication]
 
     @extend_schema(request=s.InvitationAcceptIn, responses={201: s.MemberOut})
