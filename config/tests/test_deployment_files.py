@@ -115,6 +115,49 @@ def test_compose_file_is_valid_and_complete():
     assert worker_gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 
+def image_folders_of_platform(dockerfile: str) -> set[str]:
+    """The folders the image's runtime stage creates and gives to the platform user."""
+    text = (ROOT / "docker" / dockerfile).read_text().replace("\\\n", " ")
+    runtime = text[text.index("AS runtime"):]
+    made = {path for line in re.findall(r"mkdir -p ([^&]+)", runtime) for path in line.split()}
+    made |= {str(parent) for path in made for parent in Path(path).parents}  # -p creates the parents
+    owned = {path for line in re.findall(r"chown -R platform:platform ([^&]+)", runtime) for path in line.split()}
+    return {path for path in made if any(path == top or path.startswith(top + "/") for top in owned)}
+
+
+def test_compose_writable_volumes_and_settings_folders_belong_to_the_platform_user():
+    """Under read_only: true only volumes and /tmp are writable. A new named volume takes the owner of the
+    image's folder it is mounted on (root when the image lacks it), and settings.py creates STATIC_ROOT
+    and VAR_DIR at import (possible on a read-only filesystem only when they exist already)."""
+    services = yaml.safe_load(compose_config("--profile", "gpu").stdout)["services"]
+    images = {"migrate": "Dockerfile", "web": "Dockerfile", "worker-cpu": "Dockerfile", "scheduler": "Dockerfile",
+              "worker-gpu": "Dockerfile.gpu"}
+    for name, dockerfile in images.items():
+        folders = image_folders_of_platform(dockerfile)
+        environment = services[name]["environment"]
+        image_env = dict(re.findall(r"^\s+([A-Z_]+)=(\S+)", (ROOT / "docker" / dockerfile).read_text(), re.M))
+        var_dir = image_env["VAR_DIR"]
+        static_root = environment.get("STATIC_ROOT") or image_env.get("STATIC_ROOT") or f"{var_dir}/static"
+        assert var_dir in folders, (name, var_dir)
+        assert static_root in folders or static_root == "/app/staticfiles", (name, static_root)
+        for volume in services[name].get("volumes", []):
+            source, target, *mode = volume.split(":") if isinstance(volume, str) else (
+                volume["source"], volume["target"], *(["ro"] if volume.get("read_only") else []))
+            if "ro" not in mode:
+                assert target in folders, f"{name}: the volume {source} on {target} would belong to root"
+
+
+def test_worker_stop_grace_covers_the_step_grace_and_its_hand_back():
+    from generation.worker import RELEASE_EXIT_AFTER_S
+
+    services = yaml.safe_load(compose_config("--profile", "gpu").stdout)["services"]
+    for name in ("worker-cpu", "worker-gpu"):
+        grace = int(services[name]["environment"]["WORKER_SHUTDOWN_GRACE_S"])
+        stop = services[name]["stop_grace_period"]
+        seconds = int(stop[:-1]) * (60 if stop.endswith("m") else 1)
+        assert seconds >= grace + RELEASE_EXIT_AFTER_S + 5, (name, stop)
+
+
 def test_compose_refuses_to_start_without_its_secrets():
     result = compose_config(env_overrides={})
     assert result.returncode != 0
@@ -177,8 +220,10 @@ def test_web_probes_drain_and_worker_placement(k8s_resources):
     by_name = {(r["kind"], r["metadata"]["name"]): r for r in k8s_resources}
     web = dict(pod_specs([by_name[("Deployment", "web")]]))["web"]
     container = web["containers"][0]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["path"] == "/api/v1/health"
+    # Liveness must not depend on the database, S3 or the chain: their outage would restart every pod.
+    assert container["livenessProbe"] == {**container["livenessProbe"], "tcpSocket": {"port": "http"}}
     assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
     graceful = int(container["command"][container["command"].index("--timeout-graceful-shutdown") + 1])
     assert graceful + int(container["lifecycle"]["preStop"]["exec"]["command"][1]) < web["terminationGracePeriodSeconds"]
@@ -193,6 +238,15 @@ def test_web_probes_drain_and_worker_placement(k8s_resources):
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert by_name[("Deployment", "scheduler")]["spec"]["replicas"] == 1
+    from generation.worker import RELEASE_EXIT_AFTER_S
+
+    config = by_name[("ConfigMap", "platform-config")]["data"]
+    for name, spec in pod_specs(k8s_resources):
+        if name.startswith("worker-"):
+            needed = int(config["WORKER_SHUTDOWN_GRACE_S"]) + RELEASE_EXIT_AFTER_S + 5
+            assert spec["terminationGracePeriodSeconds"] >= needed, name
+            # One process per worker pod (threads, solo): its own registry, process metrics included.
+            assert "PROMETHEUS_MULTIPROC_DIR" not in str(spec), name
     assert {("HorizontalPodAutoscaler", "web"), ("HorizontalPodAutoscaler", "worker-cpu"),
             ("PodDisruptionBudget", "web"), ("Job", "migrate")} <= set(by_name)
     # The Secret in git is a template: placeholders only.
