@@ -45,7 +45,9 @@ WEBSOCKET_CONNECTIONS = Gauge("platform_websocket_connections", "Open websocket 
 
 
 class DatabaseCollector:
-    """Gauges read from the database at each scrape, across all tenants, in four aggregate queries."""
+    """Gauges read from the database at each scrape, across all tenants, in four aggregate queries.
+    When the database fails they are left out of that scrape (and logged), so the process's own
+    metrics, the 5xx counts of the outage among them, are still scraped."""
 
     def describe(self):
         # Registration must not query the database (it would, through collect()).
@@ -55,6 +57,7 @@ class DatabaseCollector:
                 CounterMetricFamily("platform_spend_usd", "")]
 
     def collect(self):
+        from django.db import DatabaseError, transaction
         from django.db.models import Count, Sum
 
         from accounts.tenancy import dangerously_unscoped
@@ -63,13 +66,19 @@ class DatabaseCollector:
         from rights.models import Registration, RegistrationStatus
 
         backlog_statuses = [RegistrationStatus.PENDING, RegistrationStatus.ANCHORED]
-        with dangerously_unscoped():  # operators' totals over every organization; nothing per tenant leaves
-            jobs = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
-            queued = dict(Step.objects.filter(status=StepStatus.QUEUED).order_by().values_list("queue")
-                          .annotate(n=Count("id")))
-            backlog = dict(Registration.objects.filter(status__in=backlog_statuses).order_by()
-                           .values_list("status").annotate(n=Count("id")))
-            spend = Job.objects.aggregate(total=Sum("cost"))["total"] or 0
+        try:
+            # One transaction: the four readings are of the same moment, and a failure is rolled back
+            # (to a savepoint inside an outer transaction) instead of breaking the connection's next use.
+            with dangerously_unscoped(), transaction.atomic():  # operators' totals over every organization
+                jobs = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
+                queued = dict(Step.objects.filter(status=StepStatus.QUEUED).order_by().values_list("queue")
+                              .annotate(n=Count("id")))
+                backlog = dict(Registration.objects.filter(status__in=backlog_statuses).order_by()
+                               .values_list("status").annotate(n=Count("id")))
+                spend = Job.objects.aggregate(total=Sum("cost"))["total"] or 0
+        except DatabaseError as exc:
+            logger.warning("metrics: database gauges left out of this scrape (%s: %s)", type(exc).__name__, exc)
+            return
 
         family = GaugeMetricFamily("platform_jobs", "Jobs per status, all organizations.", labels=["status"])
         for status in JobStatus.values:

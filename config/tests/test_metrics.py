@@ -185,6 +185,28 @@ def test_without_a_token_only_direct_private_requests_are_served(settings):
     assert client.get("/metrics", REMOTE_ADDR="10.4.0.12", HTTP_X_FORWARDED_FOR="93.184.216.34").status_code == 403
 
 
+@pytest.mark.django_db
+def test_a_failing_database_leaves_out_only_the_database_gauges(settings, caplog):
+    from django.db import connection
+    from django.test import Client
+
+    settings.METRICS_TOKEN = ""
+    Client().get("/no-such-page")
+    assert ("platform_jobs", (("status", "completed"),)) in scrape()
+    # The jobs table is gone for a moment (the test's transaction puts it back): the aggregate fails.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE generation_job RENAME TO generation_job_away")
+    samples = scrape()
+    assert not any(name in ("platform_jobs", "platform_queue_depth", "platform_registration_backlog",
+                            "platform_spend_usd_total") for name, _labels in samples)
+    assert value(samples, "platform_http_requests_total", method="GET", route="<unmatched>", status="404") >= 1
+    assert "database gauges left out of this scrape" in caplog.text
+    # The connection is still usable afterwards (the failure was rolled back to its savepoint).
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE generation_job_away RENAME TO generation_job")
+    assert ("platform_jobs", (("status", "completed"),)) in scrape()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_database_gauges_read_every_organization_under_row_level_security(tenant_a, tenant_b,
