@@ -31,6 +31,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 logger = logging.getLogger(__name__)
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+# A shorter METRICS_TOKEN (a placeholder such as the k8s Secret template's "change-me") refuses every
+# scrape: /metrics is reachable through the public entry, so the token must not be guessable.
+METRICS_TOKEN_MIN_LENGTH = 32
 
 HTTP_REQUESTS = Counter("platform_http_requests", "HTTP requests served, by URL pattern (never the raw path).",
                         ["method", "route", "status"])
@@ -126,6 +129,10 @@ def exposition(*, database: bool) -> bytes:
 def _refusal(request: HttpRequest) -> HttpResponse | None:
     """None when the caller may read the metrics; else the 401 or 403 to answer."""
     token = settings.METRICS_TOKEN
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        logger.warning("metrics refused: METRICS_TOKEN is shorter than %s characters", METRICS_TOKEN_MIN_LENGTH)
+        return HttpResponse(f"METRICS_TOKEN is shorter than {METRICS_TOKEN_MIN_LENGTH} characters: set a random "
+                            "one (e.g. openssl rand -hex 32)\n", status=503, content_type="text/plain")
     if token:
         scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():

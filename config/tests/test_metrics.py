@@ -173,6 +173,19 @@ def test_token_is_required_when_set(settings):
 
 
 @pytest.mark.django_db
+def test_a_short_token_such_as_a_placeholder_refuses_every_scrape(settings):
+    from django.test import Client
+
+    settings.METRICS_TOKEN = "change-me"  # the k8s Secret template's placeholder
+    client = Client()
+    refused = client.get("/metrics", HTTP_AUTHORIZATION="Bearer change-me")
+    assert refused.status_code == 503 and b"shorter than 32 characters" in refused.content
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 503
+    settings.METRICS_TOKEN = "c" * 32
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer " + "c" * 32).status_code == 200
+
+
+@pytest.mark.django_db
 def test_without_a_token_only_direct_private_requests_are_served(settings):
     from django.test import Client
 
