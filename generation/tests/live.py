@@ -48,12 +48,15 @@ def platform_env(**overrides) -> dict:
     return env
 
 
-def worker_command(engine: str, queues: str = ALL_QUEUES) -> list[str]:
+def worker_command(engine: str, queues: str = ALL_QUEUES, name: str = "worker") -> list[str]:
     if engine == "dramatiq":
         return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
                 *(f"dq-{queue}" for queue in queues.split(",")),
                 "--processes", "1", "--threads", "1"]
+    # A node name of its own: on RabbitMQ two workers named celery@host clash over their control queue
+    # (here and in concurrent test runs on one broker).
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "solo",
+            "-n", f"{name}.{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
 
 
@@ -72,7 +75,7 @@ class Live:
         return process
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen:
-        return self.start(name, worker_command(self.engine))
+        return self.start(name, worker_command(self.engine, name=name))
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
