@@ -210,3 +210,20 @@ def test_voiced_job_completes_where_no_speech_engine_is_installed(tenant_a, run_
     job = reload(tenant_a, job)
     assert job.status == "completed", job.error
     assert next(check for check in job.review if check["check"] == "audio")["ok"]
+
+
+def test_a_job_whose_advance_was_lost_is_advanced_again_by_the_sweep(tenant_a, tenant_b, run_commits, settings):
+    """A step's success commits before its job advances (a commit callback): a database crash in
+    between left the next steps blocked for good. The sweep advances such a job, and only such a job."""
+    from generation.pipeline import jobs_advance_stalled
+
+    settings.STEP_REDISPATCH_S = 0
+    job = start(tenant_a, run_commits)
+    assert run_until_idle(limit=1) == 1  # its commit callbacks never run: the advance is lost
+    moving = start(tenant_b, run_commits, topic="A beekeeper moves her hives before the first frost")
+    with dangerously_unscoped():
+        assert not Step.objects.filter(job=job, status__in=["queued", "running"]).exists()
+    assert run_commits(jobs_advance_stalled) == [str(job.pk)]
+    assert run_commits(jobs_advance_stalled) == []  # moving again; the other studio's job never was stalled
+    drain(run_commits)
+    assert reload(tenant_a, job).status == "completed" and reload(tenant_b, moving).status == "completed"
