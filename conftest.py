@@ -41,11 +41,27 @@ def pytest_runtest_setup(item):
             if REQUIRE_SERVICES:
                 pytest.fail(f"{marker} is required in this run but is not configured", pytrace=False)
             pytest.skip(f"needs {marker}: runs in the production-services run")
+    if item.get_closest_marker("failures"):
+        _failure_tests_setup()
     if item.get_closest_marker("browser") and not _service_available("browser"):
         if REQUIRE_BROWSER:
             pytest.fail(f"REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM_BIN}: make install-browser",
                         pytrace=False)
         pytest.skip(f"needs Chromium at {CHROMIUM_BIN} (make install-browser, or set CHROMIUM_BIN)")
+
+
+def _failure_tests_setup() -> None:
+    """The failure tests start their own servers from the machine's binaries, once per CI: in the
+    production-services run, where a missing binary fails with REQUIRE_SERVICES=1."""
+    if not SERVICES_RUN:
+        pytest.skip("failure tests run once, in the production-services run (make test with TEST_DATABASE_URL)")
+    from generation.tests.services import missing_binaries
+
+    missing = missing_binaries()
+    if missing and REQUIRE_SERVICES:
+        pytest.fail(f"failure tests need {', '.join(missing)} on this machine", pytrace=False)
+    if missing:
+        pytest.skip(f"failure tests need {', '.join(missing)} on this machine")
 
 
 def pytest_report_header(config):
