@@ -151,6 +151,15 @@ def start_jobs(live, stack: Stack, count: int, label: str) -> list[str]:
     return ids
 
 
+def job_status(live, stack: Stack, job_id: str) -> dict | None:
+    """The job as the API shows it, or None while the API cannot answer (a service is down)."""
+    try:
+        status, body = live.call("GET", f"/api/v1/jobs/{job_id}", stack.key)
+    except (OSError, ValueError):
+        return None
+    return body if status == 200 else None
+
+
 def wait_all_done(live, stack: Stack, job_ids: list[str], timeout: float) -> dict[str, dict]:
     done: dict[str, dict] = {}
 
@@ -230,6 +239,14 @@ def assert_registered_on_chain_once(stack: Stack, timeout: float = 60) -> None:
     assert sum(size for _root, size in batches) == registrations
     assert all(count == 1 for count in on_chain.values()), on_chain
     assert sorted(on_chain) == sorted(root for root, _size in batches)
+    # Each registration's inclusion proof leads to its batch's root, which the chain holds.
+    from rights.registry import merkle_root_from_proof
+
+    proofs = stack.postgres.query("SELECT r.leaf, r.proof, b.merkle_root FROM rights_registration r "
+                                  "JOIN rights_registrationbatch b ON b.id = r.batch_id")
+    assert len(proofs) == registrations and len({leaf for leaf, _proof, _root in proofs}) == registrations
+    assert all(merkle_root_from_proof(leaf=leaf, proof=proof) == root and on_chain[root] == 1
+               for leaf, proof, root in proofs)
 
 
 def test_postgres_killed_and_restarted_while_20_jobs_run(stack, tmp_path):
@@ -247,15 +264,6 @@ def test_postgres_killed_and_restarted_while_20_jobs_run(stack, tmp_path):
         assert_registered_on_chain_once(stack)  # while the workers' batchers run
     assert health.reported_down("database", down, up + 1), health.summary()
     assert_completed_once(stack, jobs)
-
-
-def job_status(live, stack: Stack, job_id: str) -> dict | None:
-    """The job as the API shows it, or None while the API cannot answer (a service is down)."""
-    try:
-        status, body = live.call("GET", f"/api/v1/jobs/{job_id}", stack.key)
-    except (OSError, ValueError):
-        return None
-    return body if status == 200 else None
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
