@@ -157,6 +157,17 @@ if env("DATABASE_URL"):
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["ENGINE"] = "config.db.postgresql"
+        # A connection pool per process. Under ASGI every request's sync code runs in a thread of its
+        # own, and with persistent connections each thread kept one open: 50 clients took all of
+        # PostgreSQL's 100 slots (bench/load.py). With the pool a process holds at most this many and a
+        # request waits up to DATABASE_POOL_TIMEOUT_S for one. 0 turns the pool off.
+        if env_int("DATABASE_POOL_MAX_SIZE", 8) > 0:
+            DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooled connections are not also persistent
+            DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+                "min_size": min(2, env_int("DATABASE_POOL_MAX_SIZE", 8)),
+                "max_size": env_int("DATABASE_POOL_MAX_SIZE", 8),
+                "timeout": env_int("DATABASE_POOL_TIMEOUT_S", 20),
+            }
 else:
     DATABASES = {
         "default": {
@@ -234,11 +245,21 @@ WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 5)
 
 # --- Channels (websockets) ----------------------------------------------------------------------
 if REDIS_URL:
+    # The socket timeout must exceed channels_redis's 5 s blocking receive (redis-py's default read timeout
+    # is 5 s too, and an idle consumer died with it); the pool must allow a burst of group adds and sends
+    # from many websockets (redis-py's default of 100 refused the 101st; bench/ws_load.py, 1,000 clients).
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5,
+                                  "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000)}]},
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# How often a job's websocket re-reads its events. With Redis the workers' events wake it at once and this
+# is only the safety net; the embedded mode's workers are other processes, which cannot wake it.
+JOB_EVENTS_POLL_S = float(env("JOB_EVENTS_POLL_S", "30" if REDIS_URL else "1"))
 
 # --- Chain ---------------------------------------------------------------------------------
 # Empty: the embedded in-process EVM, journaled under CHAIN_DIR so its state survives restarts.

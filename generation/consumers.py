@@ -10,6 +10,7 @@ import asyncio
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from accounts.consumers import SafeJsonConsumer
 from accounts.middleware import active_membership
@@ -18,7 +19,6 @@ from config.metrics import WEBSOCKET_CONNECTIONS
 from generation.events import job_group
 from generation.models import Job, JobEvent
 
-POLL_S = 1.0
 
 
 class JobEventsConsumer(SafeJsonConsumer):
@@ -65,14 +65,18 @@ class JobEventsConsumer(SafeJsonConsumer):
     async def _pump(self):
         try:
             while True:
+                # Cleared before reading, so a wake-up that arrives during the read is not lost (with
+                # Redis the next poll may be JOB_EVENTS_POLL_S away).
+                self.wake.clear()
                 rows = await database_sync_to_async(self._events)()
                 for row in rows:
                     self.last_id = row["id"]
                     await self.send_json({"id": row["id"], "type": row["type"], **row["data"],
                                           "at": row["created_at"].isoformat()})
-                self.wake.clear()
+                if len(rows) == 200:
+                    continue  # a backlog: read on without waiting
                 try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=POLL_S)
+                    await asyncio.wait_for(self.wake.wait(), timeout=settings.JOB_EVENTS_POLL_S)
                 except asyncio.TimeoutError:
                     pass
         except asyncio.CancelledError:
