@@ -161,11 +161,11 @@ if env("DATABASE_URL"):
         # own, and with persistent connections each thread kept one open: 50 clients took all of
         # PostgreSQL's 100 slots (bench/load.py). With the pool a process holds at most this many and a
         # request waits up to DATABASE_POOL_TIMEOUT_S for one. 0 turns the pool off.
-        if env_int("DATABASE_POOL_MAX_SIZE", 8) > 0:
+        if env_int("DATABASE_POOL_MAX_SIZE", 20) > 0:
             DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooled connections are not also persistent
             DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-                "min_size": min(2, env_int("DATABASE_POOL_MAX_SIZE", 8)),
-                "max_size": env_int("DATABASE_POOL_MAX_SIZE", 8),
+                "min_size": min(2, env_int("DATABASE_POOL_MAX_SIZE", 20)),
+                "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
                 "timeout": env_int("DATABASE_POOL_TIMEOUT_S", 20),
             }
 else:
