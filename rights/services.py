@@ -93,6 +93,27 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
                                                    hashes=[value for _at, value in hashes]))
 
 
+def _refuse_too_small(path: Path, kind: str) -> None:
+    """An upload whose frames are too small for the watermark is refused up front (it was a 500)."""
+    from config.errors import DomainError
+    from rights.watermark import MIN_FRAME_SIDE
+
+    if kind == "image":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+    else:
+        from generation import media
+
+        meta = media.probe(path)
+        width, height = meta.get("width") or 0, meta.get("height") or 0
+    if min(width, height) < MIN_FRAME_SIDE:
+        message = (f"The {kind} is {width}x{height} pixels; the watermark needs at least "
+                   f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}.")
+        raise DomainError(message, code="too_small", fields={"file": [message]})
+
+
 def asset_protect(*, organization: Organization, path: Path, title: str, user, work_dir: Path) -> Protected:
     """An uploaded existing image or video (POST /api/v1/assets and the portal's upload): checked
     against the upload limits, protected like a generated output, and queued for registration."""
@@ -100,8 +121,10 @@ def asset_protect(*, organization: Organization, path: Path, title: str, user, w
     from rights.registry import registration_enqueue
 
     mime = verification.check_upload(path)
+    kind = "video" if mime == verification.MP4 else "image"
+    _refuse_too_small(path, kind)
     protected = content_protect(
-        organization=organization, source=path, kind="video" if mime == verification.MP4 else "image",
+        organization=organization, source=path, kind=kind,
         origin="upload", work_dir=work_dir, title=title[:200], user=user)
     registration_enqueue(content=protected.content)
     return protected

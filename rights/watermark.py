@@ -123,10 +123,13 @@ _V_TO_BGR = np.array([0.0, -0.299 / 0.587 / 0.877283, 1 / 0.877283], dtype=np.fl
 _U, _V = 1, 2  # channels of cv2.COLOR_BGR2YUV
 
 
+MIN_FRAME_SIDE = 16  # pixels: a smaller frame cannot carry the watermark
+
+
 def _check_frame(bgr: np.ndarray) -> None:
     if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
         raise ValueError("expected an HxWx3 uint8 BGR frame")
-    if bgr.shape[0] < 16 or bgr.shape[1] < 16:
+    if bgr.shape[0] < MIN_FRAME_SIDE or bgr.shape[1] < MIN_FRAME_SIDE:
         raise ValueError("frame too small to carry a watermark")
 
 
