@@ -113,7 +113,8 @@ class JobListView(mixins.ListModelMixin, OrganizationAPIView):
                 raise DomainError("Invalid project id.", fields={"project": ["not a UUID"]}) from None
         return selectors.job_list(status=status_filter, project_id=project)
 
-    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("project", OpenApiTypes.UUID)])
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=JobStatus.values),
+                               OpenApiParameter("project", OpenApiTypes.UUID)])
     def get(self, request):
         return self.list(request)
 

@@ -45,6 +45,12 @@ class VerifyRateThrottle(PlatformRateThrottle):
         return self._wait == 0
 
 
+# The request bodies as the views read them: a multipart `file`, or JSON with a `sha256`.
+UPLOAD = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
+VERIFY_HASH = {"type": "object", "required": ["sha256"],
+               "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}
+
+
 class VerifyView(PublicAPIView):
     """Anyone: upload an image or video (multipart `file`) or give `{"sha256": ...}`; learn who
     registered it, by which evidence, with the on-chain proof checked now."""
@@ -54,7 +60,7 @@ class VerifyView(PublicAPIView):
     parser_classes = [JSONParser, parsers.MultiPartParser]
     throttle_classes = [VerifyRateThrottle]
 
-    @extend_schema(request={"application/json": OpenApiTypes.OBJECT, "multipart/form-data": OpenApiTypes.OBJECT},
+    @extend_schema(request={"application/json": VERIFY_HASH, "multipart/form-data": UPLOAD},
                    responses=OpenApiTypes.OBJECT)
     def post(self, request):
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -135,7 +141,9 @@ class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
     def get(self, request):
         return self.list(request)
 
-    @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses={201: AssetOut})
+    @extend_schema(request={"multipart/form-data": {**UPLOAD, "properties": {
+        **UPLOAD["properties"], "title": {"type": "string", "description": "Defaults to the file's name"}}}},
+        responses={201: AssetOut})
     def post(self, request):
         from rights.services import asset_protect
 

@@ -75,7 +75,8 @@ class ApiKeyCreatedOut(ApiKeyOut):
 
 class ApiKeyIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(child=serializers.ChoiceField(choices=sorted(SCOPES)), max_length=len(SCOPES))
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=sorted(SCOPES)), min_length=1,
+                                   max_length=len(SCOPES))
 
 
 class AuditEntryOut(serializers.ModelSerializer):
