@@ -6,6 +6,7 @@ this run mode is reported as such and is not required. Details stay generic: thi
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 import uuid
@@ -85,7 +86,26 @@ def checks() -> dict[str, tuple]:
     }
 
 
+_last_report: tuple[float, bool, dict] | None = None
+_report_lock = threading.Lock()
+
+
 def health_report() -> tuple[bool, dict]:
+    """The parts' state, checked at most once per HEALTH_CACHE_S in this process: the endpoint is public and
+    each check writes to storage and calls the broker and the chain, so a flood of requests must not become a
+    flood of checks."""
+    global _last_report
+    ttl = settings.HEALTH_CACHE_S
+    if ttl <= 0:
+        return _check_parts()
+    with _report_lock:
+        now = time.monotonic()
+        if _last_report is None or now - _last_report[0] >= ttl:
+            _last_report = (now, *_check_parts())
+        return _last_report[1], _last_report[2]
+
+
+def _check_parts() -> tuple[bool, dict]:
     healthy, parts = True, {}
     for name, (check, required) in checks().items():
         started = time.perf_counter()

@@ -399,6 +399,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# /api/v1/health checks the parts at most once per this many seconds per process (it is public).
+HEALTH_CACHE_S = float(env("HEALTH_CACHE_S", "2" if PRODUCTION else "0"))
+
 # How many reverse proxies in front of the web tier append to X-Forwarded-For (0: trust none).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 

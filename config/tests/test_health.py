@@ -27,6 +27,15 @@ def test_health_reports_a_configured_chain_node_that_is_down(client, db, setting
     assert body["checks"]["chain"]["status"] == "down" and body["checks"]["chain"]["required"] is True
 
 
+def test_health_checks_the_parts_at_most_once_per_cache_period(client, db, settings):
+    settings.HEALTH_CACHE_S = 60
+    first = client.get("/api/v1/health")
+    settings.BROKER_URL = "amqp://guest:guest@127.0.0.1:9//"  # down, but not checked again within the period
+    assert client.get("/api/v1/health").json() == first.json()
+    settings.HEALTH_CACHE_S = 0
+    assert client.get("/api/v1/health").status_code == 503
+
+
 @pytest.mark.postgres
 def test_health_on_postgresql(client, db):
     assert client.get("/api/v1/health").json()["checks"]["database"]["backend"] == "postgresql"
