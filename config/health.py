@@ -17,7 +17,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from accounts.api.base import PublicAPIView
@@ -124,9 +125,22 @@ class HealthView(PublicAPIView):
     required_scopes = {"GET": PUBLIC}
     throttle_classes: list = []
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[OpenApiParameter(
+            "require", str, description="Comma-separated parts whose state sets the status code (e.g. "
+            "`database,cache` for a readiness probe, so an outage of the chain node or S3, which only delays "
+            "work, does not take every web replica out of service); all parts are still reported.")],
+        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         healthy, parts = health_report()
+        wanted = {name.strip() for name in request.query_params.get("require", "").split(",") if name.strip()}
+        unknown = wanted - set(parts)
+        if unknown:
+            raise ValidationError({"require": [f"unknown part: {', '.join(sorted(unknown))}; "
+                                               f"parts are {', '.join(parts)}"]})
+        if wanted:
+            healthy = all(parts[name]["status"] == "ok" for name in wanted)
         return Response(
             {"status": "ok" if healthy else "down", "deployment": settings.DEPLOYMENT, "checks": parts},
             status=200 if healthy else 503,

@@ -27,6 +27,15 @@ def test_health_reports_a_configured_chain_node_that_is_down(client, db, setting
     assert body["checks"]["chain"]["status"] == "down" and body["checks"]["chain"]["required"] is True
 
 
+def test_a_probe_can_require_only_some_parts(client, db, settings):
+    settings.CHAIN_RPC_URL = "http://127.0.0.1:9/"
+    assert client.get("/api/v1/health").status_code == 503
+    ready = client.get("/api/v1/health?require=database,cache")
+    assert ready.status_code == 200 and ready.json()["checks"]["chain"]["status"] == "down"
+    assert client.get("/api/v1/health?require=database,chain").status_code == 503
+    assert client.get("/api/v1/health?require=disk").status_code == 400
+
+
 def test_health_checks_the_parts_at_most_once_per_cache_period(client, db, settings):
     settings.HEALTH_CACHE_S = 60
     first = client.get("/api/v1/health")
