@@ -160,7 +160,8 @@ class JobDetailView(JobView):
     required_scopes = {"GET": "job:read"}
 
     def get(self, request, job_id):
-        return self.respond(self.job(job_id))
+        # Serialized as read: `respond` reads the job again, which only a change before it needs.
+        return Response(JobOut(self.job(job_id), context={"request": request}).data)
 
 
 class JobCancelView(JobView):
