@@ -45,12 +45,15 @@ class Cleanup:
     older_than_days: int = 0
 
 
-def _still_needed(cutoff):
+def _needing(cutoff) -> Q:
     """Steps that keep an artifact: of a job not finished, of a stage whose output is final, or used
     (made or reused) within the retention window."""
-    return Step.objects.filter(artifact_id=OuterRef("pk")).filter(
-        ~Q(job__status__in=TERMINAL_JOB_STATUSES) | ~Q(stage__in=INTERMEDIATE_STAGES)
-        | Q(finished_at__gte=cutoff) | Q(finished_at__isnull=True))
+    return (~Q(job__status__in=TERMINAL_JOB_STATUSES) | ~Q(stage__in=INTERMEDIATE_STAGES)
+            | Q(finished_at__gte=cutoff) | Q(finished_at__isnull=True))
+
+
+def _still_needed(cutoff):
+    return Step.objects.filter(artifact_id=OuterRef("pk")).filter(_needing(cutoff))
 
 
 def _expired(cutoff):
@@ -119,9 +122,13 @@ def _artifact_delete(artifact_id, cutoff) -> bool:
     space, a row without its file would be a broken reuse."""
     with dangerously_unscoped(), transaction.atomic():
         artifact = _expired(cutoff).select_for_update().filter(pk=artifact_id).first()
-        if artifact is None or str(artifact.pk) in _referenced_elsewhere([str(artifact.pk)], cutoff):
+        steps = Step.objects.filter(artifact_id=artifact_id)
+        # Asked again now that the row is locked: the query above judged the steps as they were when it
+        # began, and a step that took the artifact (job_advance's reuse) may have committed while it
+        # waited for the lock. From here on a step taking it waits for this transaction, then fails.
+        if (artifact is None or steps.filter(_needing(cutoff)).exists()
+                or str(artifact.pk) in _referenced_elsewhere([str(artifact.pk)], cutoff)):
             return False
-        steps = Step.objects.filter(artifact_id=artifact.pk)
         # A failed or cancelled job can be retried: its step runs again rather than reading nothing.
         steps.filter(job__status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
             status=StepStatus.BLOCKED, artifact=None, reused=False, finished_at=None)

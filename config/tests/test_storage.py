@@ -284,3 +284,82 @@ def test_cleanup_deletes_old_frames_and_clips_keeps_final_outputs_and_a_retry_re
     assert api.delete(f"/api/v1/projects/{job.project_id}").status_code == 204
     assert run_commits(lambda: artifacts_cleanup(older_than_days=30)).artifacts == 6
     assert not any(store.has(a.file.name) for a in [*remade, *final])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_keeps_an_artifact_a_step_took_while_the_cleanup_waited_for_its_lock(tenant_a):
+    """The race of a reuse with the cleanup, played out on two PostgreSQL connections: a running job's
+    step takes an old frame of a finished job (job_advance's reuse by digest) and holds the row until it
+    commits; the cleanup, which listed that frame as unused before the commit, must keep it."""
+    import threading
+
+    from django.core.files.base import ContentFile
+    from django.db import connection, transaction
+
+    from generation import services
+    from generation.models import Artifact, Job, Step
+    from generation.retention import _artifact_delete
+
+    long_ago = timezone.now() - timedelta(days=40)
+    with tenant_scope(tenant_a.organization):
+        project = tenant_a.project("Race")
+        finished, running = (services.job_create(
+            organization=tenant_a.organization, actor=Actor(user=tenant_a.owner), project_id=project.pk,
+            topic=topic, options={"duration_s": 5, "shots": 2})[0] for topic in ("Old boats", "New boats"))
+        frame = Artifact(organization=tenant_a.organization, digest="f" * 64, kind="image", content_hash="0" * 64,
+                         size=8, created_at=long_ago)
+        frame.file.save("frame-1.png", ContentFile(PNG_MAGIC), save=False)
+        frame.save()
+        Job.objects.filter(pk=finished.pk).update(status="completed")
+        Step.objects.filter(job=finished, stage="frame", shot=1).update(
+            status="succeeded", artifact=frame, finished_at=long_ago)
+    linked, release, failures, kept = threading.Event(), threading.Event(), [], []
+
+    def reuse():  # job_advance's reuse: the step takes the artifact; the commit waits for `release`
+        try:
+            with tenant_scope(tenant_a.organization), transaction.atomic():
+                Step.objects.filter(job=running, stage="frame", shot=1).update(
+                    status="succeeded", artifact=frame, reused=True, finished_at=timezone.now())
+                with connection.cursor() as cursor:  # the foreign key's check (and its row lock) now, not at commit
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                linked.set()
+                release.wait(timeout=30)
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            linked.set()
+            connection.close()
+
+    def cleanup():
+        try:
+            linked.wait(timeout=30)
+            kept.append(not _artifact_delete(frame.pk, timezone.now() - timedelta(days=30)))
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reuse), threading.Thread(target=cleanup)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:  # the cleanup has listed the frame and waits for its row lock
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND query LIKE '%%generation_artifact%%FOR UPDATE%%'")
+            waiting = cursor.fetchone()[0]
+            if waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert waiting and not failures
+    assert kept == [True]
+    with tenant_scope(tenant_a.organization):
+        step = Step.objects.get(job=running, stage="frame", shot=1)
+        assert step.status == "succeeded" and step.artifact_id == frame.pk
+        assert Step.objects.get(job=finished, stage="frame", shot=1).artifact_id == frame.pk
+        assert Artifact.objects.filter(pk=frame.pk).exists()
+    assert (Path(frame.file.storage.path(frame.file.name))).read_bytes() == PNG_MAGIC
