@@ -69,12 +69,16 @@ def _named_by_jobs(ids: list[str]) -> set[str]:
     return named
 
 
-def _referenced_elsewhere(ids: list[str], cutoff) -> set[str]:
+def _referenced_elsewhere(ids: list[str], cutoff, *, videos_going: bool = True) -> set[str]:
     """Of these artifact ids, those still named elsewhere: by a job's output, or by the data of a video
-    that stays (its thumbnail). A video that goes in this same cleanup does not keep its thumbnail."""
+    that stays (its thumbnail). In the listing a video that goes in this same cleanup does not keep its
+    thumbnail; at the delete itself (videos_going=False) any video still there does: the video goes
+    first, its thumbnail right after it (artifacts_cleanup)."""
     named = _named_by_jobs(ids)
     videos = list(Artifact.objects.filter(data__thumbnail_artifact__in=ids).values_list("pk", "data"))
-    if videos:
+    if videos and not videos_going:
+        named.update(str(data.get("thumbnail_artifact")) for _, data in videos)
+    elif videos:
         video_ids = [str(pk) for pk, _ in videos]
         going = {str(pk) for pk in _expired(cutoff).filter(pk__in=video_ids).values_list("pk", flat=True)}
         going -= _named_by_jobs(video_ids)
@@ -107,19 +111,25 @@ def artifacts_cleanup(*, older_than_days: int, dry_run: bool = False, limit: int
         batch, after = _expired_page(cutoff, after)
         more = after is not None
         for artifact in batch[:None if limit is None else limit - result.artifacts]:
-            if dry_run or _artifact_delete(artifact.pk, cutoff):
+            deleted = artifact if dry_run else _artifact_delete(artifact.pk, cutoff)
+            while deleted is not None:
                 result.artifacts += 1
-                result.bytes += artifact.size
+                result.bytes += deleted.size
+                # A thumbnail is deleted after its video, never before: a video that stays (reused
+                # meanwhile, or past the sweep's cap) never names a thumbnail that is gone.
+                thumbnail = (deleted.data or {}).get("thumbnail_artifact") if not dry_run and isinstance(
+                    deleted.data, dict) else None
+                deleted = _artifact_delete(thumbnail, cutoff) if thumbnail else None
     if result.artifacts and not dry_run:
         logger.info("artifact cleanup: deleted %d files (%d bytes) unused for %d days", result.artifacts,
                     result.bytes, older_than_days)
     return result
 
 
-def _artifact_delete(artifact_id, cutoff) -> bool:
-    """Delete one artifact's row, then (after commit) its file. Checked again under a lock: a job may
-    have started using it since it was listed. The row goes first: a file without a row is only
-    space, a row without its file would be a broken reuse."""
+def _artifact_delete(artifact_id, cutoff) -> Artifact | None:
+    """Delete one artifact's row, then (after commit) its file; returns it, or None when it stays.
+    Checked again under a lock: a job may have started using it since it was listed. The row goes
+    first: a file without a row is only space, a row without its file would be a broken reuse."""
     with dangerously_unscoped(), transaction.atomic():
         artifact = _expired(cutoff).select_for_update().filter(pk=artifact_id).first()
         steps = Step.objects.filter(artifact_id=artifact_id)
@@ -127,8 +137,8 @@ def _artifact_delete(artifact_id, cutoff) -> bool:
         # began, and a step that took the artifact (job_advance's reuse) may have committed while it
         # waited for the lock. From here on a step taking it waits for this transaction, then fails.
         if (artifact is None or steps.filter(_needing(cutoff)).exists()
-                or str(artifact.pk) in _referenced_elsewhere([str(artifact.pk)], cutoff)):
-            return False
+                or str(artifact.pk) in _referenced_elsewhere([str(artifact.pk)], cutoff, videos_going=False)):
+            return None
         # A failed or cancelled job can be retried: its step runs again rather than reading nothing.
         steps.filter(job__status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
             status=StepStatus.BLOCKED, artifact=None, reused=False, finished_at=None)
@@ -137,7 +147,7 @@ def _artifact_delete(artifact_id, cutoff) -> bool:
         name, storage = artifact.file.name, artifact.file.storage
         Artifact.objects.filter(pk=artifact.pk).delete()
         transaction.on_commit(lambda: _file_delete(storage, name))
-    return True
+    return artifact
 
 
 def _file_delete(storage, name: str) -> None:
