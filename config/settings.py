@@ -298,6 +298,10 @@ if STORAGE_BACKEND not in {"local", "s3"}:
     raise ImproperlyConfigured(f"STORAGE_BACKEND must be local or s3, not {STORAGE_BACKEND!r}")
 if STORAGE_BACKEND == "s3" and not S3_BUCKET:
     raise ImproperlyConfigured("STORAGE_BACKEND is s3 but S3_BUCKET is not set")
+if STORAGE_BACKEND == "s3" and bool(env("S3_ACCESS_KEY_ID")) != bool(env("S3_SECRET_ACCESS_KEY")):
+    # One without the other would sign every request wrongly, and fail only at the first file.
+    raise ImproperlyConfigured("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together, or neither is "
+                               "(then boto3 finds credentials itself: the instance's or the pod's role)")
 if not 1 <= S3_SIGNED_URL_EXPIRY_S <= 7 * 24 * 3600:
     raise ImproperlyConfigured("S3_SIGNED_URL_EXPIRY_S must be from 1 second to 7 days (the S3 maximum)")
 from config.storage import default_storage_config  # noqa: E402 (needs no settings)

@@ -46,6 +46,20 @@ def test_production_refuses_to_start_with_unsafe_settings(tmp_path, overrides, c
     assert "refusing to start in production" in result.stderr and complaint in result.stderr
 
 
+HALF_KEYS = "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together"
+
+
+@pytest.mark.parametrize("overrides, complaint", [
+    ({"S3_ACCESS_KEY_ID": None}, "STORAGE_BACKEND is s3 but S3_BUCKET is not set"),
+    ({"S3_BUCKET": "media", "S3_SECRET_ACCESS_KEY": None}, HALF_KEYS),
+    ({"S3_BUCKET": "media", "S3_ACCESS_KEY_ID": None}, HALF_KEYS),
+])
+def test_s3_storage_refuses_to_start_half_configured(tmp_path, overrides, complaint):
+    env = {"STORAGE_BACKEND": "s3", "S3_ACCESS_KEY_ID": "key", "S3_SECRET_ACCESS_KEY": "secret", **overrides}
+    result = manage("check", env_overrides=production_env(tmp_path, **env))
+    assert result.returncode != 0 and complaint in result.stderr
+
+
 def test_check_deploy_passes_with_production_settings(tmp_path):
     result = manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=production_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
