@@ -111,7 +111,10 @@ class JobListView(mixins.ListModelMixin, OrganizationAPIView):
                 from config.errors import DomainError
 
                 raise DomainError("Invalid project id.", fields={"project": ["not a UUID"]}) from None
-        return selectors.job_list(status=status_filter, project_id=project)
+        # Only the summary's columns: a page of whole rows (template snapshots, options, review JSON) and
+        # the joined project and user cost most of the request under load (bench/load.py).
+        return selectors.job_list(status=status_filter, project_id=project).select_related(None).only(
+            "id", "project_id", *(name for name in JobSummaryOut.Meta.fields if name not in {"id", "project"}))
 
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=JobStatus.values),
                                OpenApiParameter("project", OpenApiTypes.UUID)])
