@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field,
+                                   extend_schema_view)
 from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
@@ -224,9 +225,13 @@ class ShotRegenerateView(JobView):
 
 
 def _file_schema(content_type: str):
-    """The download's documented answers: the file, or a part of it for a Range request."""
+    """The download's documented answers: the file, a part of it for a Range request, or with S3 storage
+    (STORAGE_BACKEND=s3) a redirect to a link signed for S3_SIGNED_URL_EXPIRY_S."""
     return extend_schema_view(get=extend_schema(
-        responses={(200, content_type): OpenApiTypes.BINARY, (206, content_type): OpenApiTypes.BINARY}))
+        parameters=[OpenApiParameter("download", OpenApiTypes.INT, enum=[1],
+                                     description="1: answered as an attachment (saved, not shown)")],
+        responses={(200, content_type): OpenApiTypes.BINARY, (206, content_type): OpenApiTypes.BINARY,
+                   302: OpenApiResponse(description="S3 storage: `Location` is a signed link to the file")}))
 
 
 class JobFileView(JobView):
