@@ -132,7 +132,9 @@ class Job(TenantModel):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["organization", "status", "-created_at"], name="job_org_status")]
+        indexes = [models.Index(fields=["organization", "status", "-created_at"], name="job_org_status"),
+                   # The jobs list without a status filter: its newest page without sorting every job.
+                   models.Index(fields=["organization", "-created_at"], name="job_org_created")]
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "idempotency_key"],
