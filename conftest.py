@@ -162,3 +162,14 @@ def tenant_a(db) -> Tenant:
 @pytest.fixture
 def tenant_b(db) -> Tenant:
     return make_tenant("studio-b")
+
+
+@pytest.fixture
+def run_commits(django_capture_on_commit_callbacks):
+    """Run commit callbacks (dispatch, advancing) as they would run after each real commit."""
+
+    def run(action):
+        with django_capture_on_commit_callbacks(execute=True):
+            return action()
+
+    return run

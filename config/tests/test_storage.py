@@ -92,15 +92,6 @@ def store(request, settings) -> Store:
     return Store("s3", Path(settings.MEDIA_ROOT), server, prefix)
 
 
-@pytest.fixture
-def run_commits(django_capture_on_commit_callbacks):
-    def run(action):
-        with django_capture_on_commit_callbacks(execute=True):
-            return action()
-
-    return run
-
-
 def _png(tmp_path) -> bytes:
     path = tmp_path / "poster.png"
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "mandelbrot=size=320x240",

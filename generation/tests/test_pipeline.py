@@ -14,17 +14,6 @@ from generation.worker import run_until_idle
 SMALL = {"duration_s": 8, "resolution": "480p", "shots": 3}
 
 
-@pytest.fixture
-def run_commits(django_capture_on_commit_callbacks):
-    """Run commit callbacks (dispatch, advancing) as they would run after each real commit."""
-
-    def run(action):
-        with django_capture_on_commit_callbacks(execute=True):
-            return action()
-
-    return run
-
-
 _names = itertools.count(1)
 
 
