@@ -53,8 +53,9 @@ def _json_hash(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def step_execute(step: Step, *, worker: str, is_cancelled) -> None:
-    """Run one claimed step to its end: completed, retried, fallen back, or failed."""
+def step_execute(step: Step, *, worker: str, is_cancelled) -> tuple[str, bool]:
+    """Run one claimed step to its end: completed, retried, fallen back, or failed. Returns the provider
+    it ran and whether its output was committed (the worker's step metrics)."""
     job = Job.objects.get(pk=step.job_id)
     steps = {(s.stage, s.shot): s for s in job.steps.select_related("artifact")}
     inputs = {(d.stage, d.shot): d.artifact for d in pipeline.dependencies(step, steps)}
@@ -69,7 +70,8 @@ def step_execute(step: Step, *, worker: str, is_cancelled) -> None:
         output = STAGE_RUNNERS[step.stage](job=job, step=step, inputs=inputs, provider=name, ctx=ctx)
         provider_ms = int((time.perf_counter() - started) * 1000)
         try:
-            pipeline.step_complete(step_id=step.pk, worker=worker, provider=name, provider_ms=provider_ms, **output)
+            return name, pipeline.step_complete(step_id=step.pk, worker=worker, provider=name,
+                                                provider_ms=provider_ms, **output)
         finally:
             if output.get("file_obj") is not None:
                 output["file_obj"].close()
@@ -80,7 +82,7 @@ def step_execute(step: Step, *, worker: str, is_cancelled) -> None:
                            error={"code": "provider_refused", "message": str(exc)[:500], "refused": True})
     except ProviderError as exc:
         if is_cancelled():
-            return
+            return name, False
         pipeline.step_fail(step_id=step.pk, worker=worker, retryable=True,
                            error={"code": "provider_error", "message": str(exc)[:500], "provider": name})
     except Exception as exc:  # a bug or an outage: retried, then the job fails with the reason
@@ -89,6 +91,7 @@ def step_execute(step: Step, *, worker: str, is_cancelled) -> None:
                            error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:500]})
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+    return name, False
 
 
 def _json_output(result: Result) -> dict:

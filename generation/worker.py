@@ -97,39 +97,17 @@ def execute_next(queue: str, worker: str = WORKER_ID) -> str | None:
     with log_context(job_id=step.job_id, step_id=step.pk, organization_id=step.organization_id):
         heartbeat = Heartbeat(step.pk, worker)
         heartbeat.start()
-        provider = "unknown"
+        provider, committed = "unknown", False
         try:
             with tenant_scope(step.organization_id):
-                provider = _provider_label(step)
-                stages.step_execute(step, worker=worker, is_cancelled=heartbeat.lost.is_set)
+                provider, committed = stages.step_execute(step, worker=worker, is_cancelled=heartbeat.lost.is_set)
         finally:
             heartbeat.done.set()
             heartbeat.join(timeout=5)
-            STEP_DURATION.labels(step.stage, provider, _outcome(step, heartbeat)).observe(
-                time.perf_counter() - started)
+            # succeeded, released (handed back on shutdown), or failed (also: retried, fell back, cancelled)
+            outcome = "released" if heartbeat.released else "succeeded" if committed else "failed"
+            STEP_DURATION.labels(step.stage, provider, outcome).observe(time.perf_counter() - started)
     return str(step.pk)
-
-
-def _provider_label(step) -> str:
-    try:
-        return pipeline.step_provider_name(step.job, step)
-    except Exception:  # step_execute reports the cause; the metric only needs a label
-        return "unknown"
-
-
-def _outcome(step, heartbeat: Heartbeat) -> str:
-    """succeeded, released (handed back on shutdown), or failed (also: retried, fell back, cancelled)."""
-    if heartbeat.released:
-        return "released"
-    from accounts.tenancy import dangerously_unscoped
-    from generation.models import Step, StepStatus
-
-    try:
-        with dangerously_unscoped():
-            status = Step.objects.filter(pk=step.pk).values_list("status", flat=True).first()
-    except Exception:
-        return "failed"
-    return "succeeded" if status == StepStatus.SUCCEEDED else "failed"
 
 
 def sweep() -> dict:
