@@ -48,7 +48,7 @@ WEBSOCKET_CONNECTIONS = Gauge("platform_websocket_connections", "Open websocket 
 
 
 class DatabaseCollector:
-    """Gauges read from the database at each scrape, across all tenants, in four aggregate queries.
+    """Gauges read from the database at each scrape, across all tenants, in three aggregate queries.
     When the database fails they are left out of that scrape (and logged), so the process's own
     metrics, the 5xx counts of the outage among them, are still scraped."""
 
@@ -70,15 +70,16 @@ class DatabaseCollector:
 
         backlog_statuses = [RegistrationStatus.PENDING, RegistrationStatus.ANCHORED]
         try:
-            # One transaction: the four readings are of the same moment, and a failure is rolled back
+            # One transaction: the readings are of the same moment, and a failure is rolled back
             # (to a savepoint inside an outer transaction) instead of breaking the connection's next use.
             with dangerously_unscoped(), transaction.atomic():  # operators' totals over every organization
-                jobs = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
+                by_status = list(Job.objects.order_by().values_list("status").annotate(n=Count("id"), cost=Sum("cost")))
+                jobs = {status: n for status, n, _cost in by_status}
+                spend = sum(cost or 0 for _status, _n, cost in by_status)
                 queued = dict(Step.objects.filter(status=StepStatus.QUEUED).order_by().values_list("queue")
                               .annotate(n=Count("id")))
                 backlog = dict(Registration.objects.filter(status__in=backlog_statuses).order_by()
                                .values_list("status").annotate(n=Count("id")))
-                spend = Job.objects.aggregate(total=Sum("cost"))["total"] or 0
         except DatabaseError as exc:
             logger.warning("metrics: database gauges left out of this scrape (%s: %s)", type(exc).__name__, exc)
             return
