@@ -20,11 +20,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-import weakref
 from pathlib import Path
 
 import pytest
@@ -438,61 +436,51 @@ def get(url: str, headers: dict | None = None):
 @pytest.mark.django_db(transaction=True)
 def test_nginx_serves_static_files_proxies_the_platform_and_websockets_and_refuses_metrics(
         nginx_prefix, tenant_a, settings):
-    from django.db import connection
-    from django.db.backends.signals import connection_created
-    from websockets.sync.client import connect
-
-    from accounts.tests.browser.conftest import PortalServer
-    from accounts.tests.test_websocket import session_cookie
+    from accounts.tests.browser.conftest import PortalServer, server_thread_connections
 
     # A file only nginx knows (not in the app's static files): what answers is nginx's static location.
     asset = nginx_prefix / "static" / "css" / "proxy-check.3f2a9c.css"
     asset.parent.mkdir(mode=0o755)
     asset.write_bytes(b"body { color: #123456; }\n")
     asset.chmod(0o644)
-    # The server's threads open their own connections: not kept (CONN_MAX_AGE 0), and those left open
-    # are closed at the end, so PostgreSQL can drop the test database (as the browser tests do).
-    before = connection.settings_dict["CONN_MAX_AGE"]
-    connection.settings_dict["CONN_MAX_AGE"] = 0
-    opened = weakref.WeakSet()
+    # The server's threads open their own connections: closed at the end, so PostgreSQL can drop the
+    # test database (as the browser tests do).
+    with server_thread_connections():
+        server = PortalServer().start()
+        try:
+            _check_through_nginx(server, nginx_prefix, asset, tenant_a)
+        finally:
+            server.stop()
 
-    def remember(sender, connection, **kwargs):
-        if threading.current_thread() is not threading.main_thread():
-            opened.add(connection)
 
-    connection_created.connect(remember, weak=False)
-    server = PortalServer().start()
+def _check_through_nginx(server, nginx_prefix, asset, tenant_a):
+    from websockets.sync.client import connect
+
+    from accounts.tests.test_websocket import session_cookie
+
     port = free_port()
-    try:
-        with Nginx(upstream=f"127.0.0.1:{server.port}", static_root=nginx_prefix / "static", port=port,
-                   prefix=nginx_prefix) as nginx:
-            base = f"http://127.0.0.1:{port}"
-            status, headers, body = get(f"{base}/static/css/proxy-check.3f2a9c.css")
-            assert (status, body) == (200, asset.read_bytes()), nginx.errors()
-            assert "immutable" in headers["Cache-Control"] and "max-age=31536000" in headers["Cache-Control"]
-            assert headers["Content-Type"].startswith("text/css")
-            assert get(f"{base}/static/css/missing.css")[0] == 404
+    with Nginx(upstream=f"127.0.0.1:{server.port}", static_root=nginx_prefix / "static", port=port,
+               prefix=nginx_prefix) as nginx:
+        base = f"http://127.0.0.1:{port}"
+        status, headers, body = get(f"{base}/static/css/proxy-check.3f2a9c.css")
+        assert (status, body) == (200, asset.read_bytes()), nginx.errors()
+        assert "immutable" in headers["Cache-Control"] and "max-age=31536000" in headers["Cache-Control"]
+        assert headers["Content-Type"].startswith("text/css")
+        assert get(f"{base}/static/css/missing.css")[0] == 404
 
-            status, headers, body = get(f"{base}/api/v1/health")
-            assert status == 200, body
-            assert json.loads(body)["status"] == "ok"
+        status, headers, body = get(f"{base}/api/v1/health")
+        assert status == 200, body
+        assert json.loads(body)["status"] == "ok"
 
-            # Refused by nginx itself, token or not: the platform never sees the request.
-            for path in ("/metrics", "/metrics/", "/metrics?format=text"):
-                status, _, body = get(base + path, {"Authorization": "Bearer anything"})
-                assert status == 403 and b"<center>nginx</center>" in body, (path, status, body[:200])
+        # Refused by nginx itself, token or not: the platform never sees the request.
+        for path in ("/metrics", "/metrics/", "/metrics?format=text"):
+            status, _, body = get(base + path, {"Authorization": "Bearer anything"})
+            assert status == 403 and b"<center>nginx</center>" in body, (path, status, body[:200])
 
-            cookie = session_cookie(tenant_a.owner).decode()
-            with connect(f"ws://127.0.0.1:{port}/ws/events", additional_headers={"Cookie": cookie},
-                         origin=f"http://127.0.0.1:{port}", proxy=None, open_timeout=20) as websocket:
-                hello = json.loads(websocket.recv(timeout=20))
-                assert hello["organization"] == "studio-a"
-                websocket.send(json.dumps({"type": "ping"}))
-                assert json.loads(websocket.recv(timeout=20))["type"] == "pong"
-    finally:
-        server.stop()
-        connection_created.disconnect(remember)
-        connection.settings_dict["CONN_MAX_AGE"] = before
-        for wrapper in list(opened):
-            if wrapper.connection is not None:
-                wrapper.connection.close()  # the driver's: Django's close() refuses another thread's
+        cookie = session_cookie(tenant_a.owner).decode()
+        with connect(f"ws://127.0.0.1:{port}/ws/events", additional_headers={"Cookie": cookie},
+                     origin=f"http://127.0.0.1:{port}", proxy=None, open_timeout=20) as websocket:
+            hello = json.loads(websocket.recv(timeout=20))
+            assert hello["organization"] == "studio-a"
+            websocket.send(json.dumps({"type": "ping"}))
+            assert json.loads(websocket.recv(timeout=20))["type"] == "pong"

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,11 +119,12 @@ def _async_unsafe_allowed():
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
-@pytest.fixture(scope="package")
-def portal_server(django_db_setup, django_db_blocker):
-    # Threads keep their own connections; persistent ones would outlive the tests and keep PostgreSQL
-    # from dropping the test database. Every thread's connection reads this same settings dict.
-    # Those a thread leaves open (a request cut short, a cancelled consumer) are closed at the end.
+@contextmanager
+def server_thread_connections():
+    """For a server running in threads of this process: their connections are not kept (CONN_MAX_AGE 0:
+    persistent ones would outlive the tests and keep PostgreSQL from dropping the test database; every
+    thread's connection reads this same settings dict), and those a thread leaves open (a request cut
+    short, a cancelled consumer) are closed at the end."""
     before = connection.settings_dict["CONN_MAX_AGE"]
     connection.settings_dict["CONN_MAX_AGE"] = 0
     opened = weakref.WeakSet()
@@ -132,17 +134,25 @@ def portal_server(django_db_setup, django_db_blocker):
             opened.add(connection)
 
     connection_created.connect(remember, weak=False)
-    server = PortalServer().start()
-    yield server
-    server.stop()
-    connection_created.disconnect(remember)
-    connection.settings_dict["CONN_MAX_AGE"] = before
-    for wrapper in list(opened):
-        if wrapper.connection is not None:
-            try:
-                wrapper.connection.close()  # the driver's connection: Django's close() checks the thread
-            except Exception:
-                pass
+    try:
+        yield
+    finally:
+        connection_created.disconnect(remember)
+        connection.settings_dict["CONN_MAX_AGE"] = before
+        for wrapper in list(opened):
+            if wrapper.connection is not None:
+                try:
+                    wrapper.connection.close()  # the driver's connection: Django's close() checks the thread
+                except Exception:
+                    pass
+
+
+@pytest.fixture(scope="package")
+def portal_server(django_db_setup, django_db_blocker):
+    with server_thread_connections():
+        server = PortalServer().start()
+        yield server
+        server.stop()
 
 
 @pytest.fixture
