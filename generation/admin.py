@@ -1,4 +1,5 @@
 """Operators' view of jobs and their steps, with retry and cancel."""
+from django import forms
 from django.contrib import admin, messages
 
 from accounts.admin import AuditedAdmin, operator
@@ -89,8 +90,29 @@ class GenerationPolicyAdmin(AuditedAdmin):
     list_display = ["organization", "monthly_budget", "user_daily_budget", "moderation_provider"]
 
 
+class ProviderCredentialForm(forms.ModelForm):
+    """Operators' edits pass the same checks as the settings API (the outbound guard, the bounds)."""
+
+    class Meta:
+        model = ProviderCredential
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        settings = cleaned.get("settings")
+        if isinstance(settings, dict):
+            from generation.provider_settings import provider_settings_clean
+
+            try:
+                provider_settings_clean(provider=cleaned.get("provider") or self.instance.provider, settings=settings)
+            except DomainError as exc:
+                raise forms.ValidationError({"settings": exc.message}) from None
+        return cleaned
+
+
 @admin.register(ProviderCredential)
 class ProviderCredentialAdmin(AuditedAdmin):
+    form = ProviderCredentialForm
     list_display = ["organization", "provider", "updated_at"]
     readonly_fields = ["organization"]
 

@@ -79,12 +79,15 @@ def step_execute(step: Step, *, worker: str, is_cancelled) -> tuple[str, bool]:
         pipeline.step_fail(step_id=step.pk, worker=worker, error=exc.error, retryable=exc.retryable)
     except ProviderRefused as exc:
         pipeline.step_fail(step_id=step.pk, worker=worker,
-                           error={"code": "provider_refused", "message": str(exc)[:500], "refused": True})
+                           error={"code": exc.code, "message": str(exc)[:500], "refused": True,
+                                  "upstream_status": exc.upstream_status})
     except ProviderError as exc:
         if is_cancelled():
             return name, False
+        # The provider's own message (never an endpoint's answer body), its stable code and the HTTP status.
         pipeline.step_fail(step_id=step.pk, worker=worker, retryable=True,
-                           error={"code": "provider_error", "message": str(exc)[:500], "provider": name})
+                           error={"code": exc.code, "message": str(exc)[:500], "provider": name,
+                                  "upstream_status": exc.upstream_status})
     except Exception as exc:  # a bug or an outage: retried, then the job fails with the reason
         logger.exception("step %s failed", step.pk)
         pipeline.step_fail(step_id=step.pk, worker=worker, retryable=True,

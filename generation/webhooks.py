@@ -1,19 +1,16 @@
-"""Outgoing webhooks: subscriptions, signed deliveries with retries, and the SSRF guard on their URLs.
+"""Outgoing webhooks: subscriptions, signed deliveries with retries, their URLs kept safe by the outbound guard.
 
-A webhook URL is vetted when it is saved and again right before every attempt (DNS may have changed
-since: rebinding), and the connection goes to the address that was just vetted, never to a second
-lookup. Deliveries are rows; the queue carries only their ids and any worker may run an attempt.
+A webhook URL is vetted (config/outbound.py) when it is saved and again right before every attempt (DNS
+may have changed since: rebinding), and the connection goes to the address that was just vetted, never to
+a second lookup. Deliveries are rows; the queue carries only their ids and any worker may run an attempt.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import secrets
-import socket
-import ssl
 import time
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit
@@ -29,6 +26,13 @@ from accounts.crypto import secret_decrypt, secret_encrypt
 from accounts.models import Organization
 from accounts.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import Conflict, DomainError
+from config.outbound import (
+    OutboundUrlNotAllowed,
+    PinnedHTTPConnection,
+    PinnedHTTPSConnection,
+    address_refused,
+    outbound_target,
+)
 from generation.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
 
 SIGNATURE_HEADER = "X-Platform-Signature"
@@ -45,9 +49,6 @@ BACKOFF_CAP = timedelta(hours=12)
 # While an attempt runs, its delivery is not due; a worker that dies mid-attempt is replaced after this.
 ATTEMPT_LEASE = timedelta(seconds=60)
 
-# NAT64 gateways route 64:ff9b::a.b.c.d to the IPv4 address a.b.c.d.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
 
 def _setting(name: str, default):
     return getattr(settings, name, default)
@@ -56,73 +57,21 @@ def _setting(name: str, default):
 # --- the URL guard -----------------------------------------------------------------------------
 
 
-class WebhookUrlNotAllowed(DomainError):
+class WebhookUrlNotAllowed(OutboundUrlNotAllowed):
+    """The outbound guard's refusal, under the code webhook clients already know."""
+
     code = "webhook_url_not_allowed"
-    status = 400
 
 
-def _address_refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for any address that is not a public unicast one, looking through IPv6 wrappers of IPv4."""
-    if address.version == 6:
-        embedded = address.ipv4_mapped
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return _address_refused(embedded)
-        if address.sixtofour is not None and _address_refused(address.sixtofour):
-            return True
-        if address.teredo is not None and any(_address_refused(part) for part in address.teredo):
-            return True
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or not address.is_global  # shared space (100.64/10), documentation and benchmark ranges ...
-    )
+# The guard's address rule, under its old name (tests and callers of this module use it).
+_address_refused = address_refused
 
 
-def _vetted_target(url: str) -> tuple[str, str, int, list[str]]:
+def _vetted_target(url: str) -> tuple[str, str, int, tuple[str, ...]]:
     """(scheme, host, port, addresses): the URL's parts and every address its host resolves to,
     all of them allowed. Raises WebhookUrlNotAllowed."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise WebhookUrlNotAllowed("The webhook URL is malformed.") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise WebhookUrlNotAllowed("A webhook URL must use http or https.")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise WebhookUrlNotAllowed("A webhook URL must not carry credentials; the signature authenticates us.")
-    host = parts.hostname
-    if not host:
-        raise WebhookUrlNotAllowed("The webhook URL has no host.")
-    try:
-        host = host.encode("idna").decode("ascii")  # the Host header and TLS name are ASCII
-    except UnicodeError:
-        raise WebhookUrlNotAllowed(f"The webhook host {host!r} is not a valid host name.") from None
-    port = port or (443 if scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        raise WebhookUrlNotAllowed(f"The webhook host {host!r} cannot be resolved.") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not addresses:
-        raise WebhookUrlNotAllowed(f"The webhook host {host!r} cannot be resolved.")
-    if not _setting("WEBHOOK_ALLOW_PRIVATE_URLS", False):
-        for address in addresses:
-            try:
-                refused = _address_refused(ipaddress.ip_address(address.split("%", 1)[0]))
-            except ValueError:
-                refused = True
-            if refused:
-                raise WebhookUrlNotAllowed(
-                    f"The webhook host {host!r} resolves to {address}, a private or reserved address."
-                )
-    return scheme, host, port, addresses
+    target = outbound_target(url, what="webhook URL", error=WebhookUrlNotAllowed)
+    return target.scheme, target.host, target.port, target.addresses
 
 
 def webhook_url_check(url: str) -> None:
@@ -366,34 +315,11 @@ def _attempt(webhook: Webhook, delivery: WebhookDelivery) -> tuple[int | None, s
     return status_code, ""
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to an address vetted beforehand, whatever the host name resolves to now."""
-
-    def __init__(self, host: str, port: int, *, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """The same over TLS: certificate and SNI are checked against the host name, not the address."""
-
-    def __init__(self, host: str, port: int, *, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self.address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
 def _post(url: str, body: bytes, headers: dict, *, timeout: float) -> int:
     scheme, host, port, addresses = _vetted_target(url)  # again now: DNS may have been rebound
     parts = urlsplit(url)
     target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe="!#$%&'()*+,/:;=?@[]~")
-    connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    connection_class = PinnedHTTPSConnection if scheme == "https" else PinnedHTTPConnection
     for index, address in enumerate(addresses):
         connection = connection_class(host, port, address=address, timeout=timeout)
         try:

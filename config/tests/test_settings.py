@@ -38,12 +38,22 @@ def production_env(tmp_path, **overrides):
         ({"SECRET_KEY": "django-insecure-" + "x" * 60}, "SECRET_KEY is missing, a default"),
         ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS is empty"),
         ({"DATABASE_URL": None}, "DATABASE_URL is not set"),
+        ({"OUTBOUND_ALLOW_PRIVATE_URLS": "1"}, "OUTBOUND_ALLOW_PRIVATE_URLS (or WEBHOOK_ALLOW_PRIVATE_URLS) is on"),
+        ({"WEBHOOK_ALLOW_PRIVATE_URLS": "1"}, "without OUTBOUND_ALLOWED_NETWORKS"),
     ],
 )
 def test_production_refuses_to_start_with_unsafe_settings(tmp_path, overrides, complaint):
     result = manage("check", env_overrides=production_env(tmp_path, **overrides))
     assert result.returncode != 0
     assert "refusing to start in production" in result.stderr and complaint in result.stderr
+
+
+def test_production_opens_private_addresses_only_as_listed_networks(tmp_path):
+    listed = manage("check", env_overrides=production_env(
+        tmp_path, OUTBOUND_ALLOW_PRIVATE_URLS="1", OUTBOUND_ALLOWED_NETWORKS="10.20.0.0/16, fd12::/64"))
+    assert listed.returncode == 0, listed.stderr
+    malformed = manage("check", env_overrides=production_env(tmp_path, OUTBOUND_ALLOWED_NETWORKS="10.0.0.0/8,nope"))
+    assert malformed.returncode != 0 and "OUTBOUND_ALLOWED_NETWORKS: 'nope' is not a network" in malformed.stderr
 
 
 HALF_KEYS = "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together"

@@ -14,11 +14,25 @@ from typing import Any, Callable, ClassVar, Protocol
 
 
 class ProviderError(Exception):
-    """The provider failed (network, quota, out of memory, bad output); another try may succeed."""
+    """The provider failed (network, quota, out of memory, bad output); another try may succeed.
+
+    `code` is stable (it reaches job and step errors); `upstream_status` is the endpoint's HTTP status
+    when it answered one. The message is ours: an endpoint's answer body never goes into it, since the
+    endpoint is a URL a tenant chose and its answer could be anything (an internal page, a secret)."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str = "", *, code: str | None = None, upstream_status: int | None = None):
+        super().__init__(message)
+        if code:
+            self.code = code
+        self.upstream_status = upstream_status
 
 
 class ProviderRefused(ProviderError):
     """The input is unacceptable (for example a moderation refusal); do not retry."""
+
+    code = "provider_refused"
 
 
 @dataclass

@@ -6,18 +6,30 @@ Also `moderate` (the endpoint's moderation classifier) and `estimate_cost` (an u
 Settings read from `ctx.settings` (the organization's `openai` credential, secrets decrypted):
 
     api_key          bearer key; may be empty for a self-hosted server that needs none
-    base_url         e.g. "http://vllm:8000/v1"; default https://api.openai.com/v1
+    base_url         e.g. "http://vllm:8000/v1"; default https://api.openai.com/v1. Goes through the outbound
+                     guard (config/outbound.py) when saved and on every connection: a private address needs
+                     OUTBOUND_ALLOW_PRIVATE_URLS or OUTBOUND_ALLOWED_NETWORKS; redirects are not followed
     model            chat model name; default "gpt-4o-mini"
-    timeout_s        per-request timeout in seconds; default 60
-    max_attempts     requests per call before giving up (429, 5xx, timeouts, connection errors); default 4
-    backoff_s        first retry delay, doubled each retry (with up to 25% jitter); default 1.0
-    max_backoff_s    longest single wait; a Retry-After above it fails at once (another provider may serve
-                     the step sooner than waiting); default 30
+    timeout_s        per-request timeout in seconds, 0.1 to 600; default 60
+    max_attempts     requests per call before giving up (429, 5xx, timeouts, connection errors), 1 to 10;
+                     default 4
+    backoff_s        first retry delay, doubled each retry (with up to 25% jitter), 0 to 60; default 1.0
+    max_backoff_s    longest single wait, 0 to 600; a Retry-After above it fails at once (another provider
+                     may serve the step sooner than waiting); default 30
     response_format  "json_object" (default), "json_schema" (the stage's schema, non-strict) or "none"
                      (for servers without JSON mode: the prompt alone asks for JSON)
-    temperature, max_tokens, seed   passed through when set
-    prices           {"input_per_1k": "0.00015", "output_per_1k": "0.0006"} (currency per 1,000 tokens)
+    temperature      0 to 2, passed through when set
+    max_tokens       1 to 1,000,000, passed through when set
+    seed             a 64-bit signed integer, passed through when set
+    prices           {"input_per_1k": "0.00015", "output_per_1k": "0.0006"} (currency per 1,000 tokens, 0 to
+                     1,000 each)
     moderation_model default "omni-moderation-latest"
+
+SETTING_BOUNDS holds those bounds: the settings API refuses a value outside them (400 naming the setting)
+and a stored one is clamped into them when read.
+
+Errors carry a stable code (ProviderError.code) and the endpoint's HTTP status, never its answer's body:
+the body is logged here, truncated, and nothing more of it travels.
 """
 from __future__ import annotations
 
@@ -33,6 +45,7 @@ from typing import Any, Callable, ClassVar
 
 import openai
 
+from config.outbound import OutboundUrlNotAllowed, outbound_http_client, outbound_url_check
 from generation import schemas
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 
@@ -45,6 +58,30 @@ DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_MAX_BACKOFF_S = 30.0
+
+# (minimum, maximum, type) of each numeric setting; see the module's docstring.
+SETTING_BOUNDS: dict[str, tuple[float, float, type]] = {
+    "timeout_s": (0.1, 600, float),
+    "max_attempts": (1, 10, int),
+    "backoff_s": (0, 60, float),
+    "max_backoff_s": (0, 600, float),
+    "temperature": (0, 2, float),
+    "max_tokens": (1, 1_000_000, int),
+    "seed": (-(2 ** 63), 2 ** 63 - 1, int),
+}
+PRICE_MAX = Decimal("1000")
+RESPONSE_FORMATS = ("json_object", "json_schema", "none")
+MAX_LOGGED_BODY = 500
+
+# Stable codes of ProviderError.code (README, "Errors").
+CODE_URL_NOT_ALLOWED = "url_not_allowed"  # the outbound guard refused the base URL or an address of it
+CODE_REDIRECT = "provider_redirect"  # the endpoint answered a redirect; redirects are not followed
+CODE_HTTP_ERROR = "provider_http_error"  # the endpoint answered an error status (upstream_status says which)
+CODE_TIMEOUT = "provider_timeout"
+CODE_UNREACHABLE = "provider_unreachable"  # no connection could be made
+CODE_BAD_ANSWER = "provider_bad_answer"  # an answer the SDK could not read
+CODE_INVALID_OUTPUT = "provider_invalid_output"  # valid JSON for the stage's schema twice missed
+CODE_MISCONFIGURED = "provider_misconfigured"
 
 # 408 and 409 are what the SDK's own retry treats as transient too; other 4xx are our configuration or
 # request at fault, and repeating them only burns quota.
@@ -134,7 +171,8 @@ class OpenAIText:
                     messages = [*messages, {"role": "assistant", "content": text[:8000]},
                                 {"role": "user", "content": f"That reply is not valid: {problem}. Reply again "
                                                             "with only the corrected JSON object."}]
-            raise ProviderError(f"openai {stage}: invalid output twice; last problem: {problem}")
+            raise ProviderError(f"openai {stage}: invalid output twice; last problem: {problem}",
+                                code=CODE_INVALID_OUTPUT)
         except ProviderError as exc:
             # Failed calls are billed too: the error carries what was spent, for budgets.
             exc.usage = dict(usage)
@@ -166,42 +204,71 @@ def call_with_retries(call: Callable[[], Any], *, settings: dict, ctx: StageCont
     """Run one SDK request, retrying 408/409/429/5xx, timeouts and connection errors; (response, attempts).
 
     Waits backoff_s * 2**n (plus up to 25% jitter), or the server's Retry-After when it sends one.
-    Raises ProviderRefused for a content-policy refusal, ProviderError otherwise (with .attempts set)."""
-    max_attempts = max(1, int(settings.get("max_attempts", DEFAULT_MAX_ATTEMPTS)))
-    backoff_s = float(settings.get("backoff_s", DEFAULT_BACKOFF_S))
-    max_backoff_s = float(settings.get("max_backoff_s", DEFAULT_MAX_BACKOFF_S))
+    Raises ProviderRefused for a content-policy refusal, ProviderError otherwise (with .attempts set).
+    A refusal of the outbound guard and a redirect are not retried: the next try would meet the same."""
+    max_attempts = setting_number(settings, "max_attempts", DEFAULT_MAX_ATTEMPTS)
+    backoff_s = setting_number(settings, "backoff_s", DEFAULT_BACKOFF_S)
+    max_backoff_s = setting_number(settings, "max_backoff_s", DEFAULT_MAX_BACKOFF_S)
     attempt = 0
     while True:
         attempt += 1
         retry_after = None
+        status = None
         try:
             return call(), attempt
+        except OutboundUrlNotAllowed as exc:  # raised by the vetting transport, at connect time
+            raise _attempted(ProviderError(f"{what}: {exc.message}", code=CODE_URL_NOT_ALLOWED), attempt) from None
         except openai.APIStatusError as exc:
+            status = exc.status_code
+            _log_answer(what, exc)
             if exc.code in REFUSAL_CODES:
-                raise _attempted(ProviderRefused(f"{what}: refused by the endpoint: {exc.message}"), attempt) from exc
-            if exc.status_code not in RETRYABLE_STATUSES and exc.status_code < 500:
-                raise _attempted(ProviderError(f"{what}: HTTP {exc.status_code}: {exc.message}"), attempt) from exc
+                raise _attempted(ProviderRefused(f"{what}: refused by the endpoint (content policy, HTTP {status})",
+                                                 upstream_status=status), attempt) from None
+            if 300 <= status < 400:
+                raise _attempted(ProviderError(f"{what}: HTTP {status}: the endpoint answered a redirect, which "
+                                               "is not followed; set base_url to the final address",
+                                               code=CODE_REDIRECT, upstream_status=status), attempt) from None
+            if status not in RETRYABLE_STATUSES and status < 500:
+                raise _attempted(ProviderError(f"{what}: HTTP {status}: the endpoint refused the request",
+                                               code=CODE_HTTP_ERROR, upstream_status=status), attempt) from None
             retry_after = retry_after_seconds(exc.response.headers)
-            failure: Exception = exc
-            reason = f"HTTP {exc.status_code}"
+            failure: Exception | None = None  # not chained: the SDK's error carries the answer's body
+            reason, code = f"HTTP {status}", CODE_HTTP_ERROR
         except openai.APITimeoutError as exc:  # before APIConnectionError, its parent
-            failure, reason = exc, "timed out"
+            failure, reason, code = exc, "timed out", CODE_TIMEOUT
         except openai.APIConnectionError as exc:
-            failure, reason = exc, f"connection failed ({exc.__cause__ or exc})"
+            # Only the cause's type (ConnectError, ...): its text may quote what the server sent (a broken
+            # status line) or name internal addresses.
+            cause = exc.__cause__ or exc
+            failure, reason, code = exc, f"connection failed ({type(cause).__name__})", CODE_UNREACHABLE
         except openai.OpenAIError as exc:  # e.g. a reply the SDK cannot decode
-            raise _attempted(ProviderError(f"{what}: {exc}"), attempt) from exc
+            log.warning("%s: unreadable answer: %s", what, str(exc)[:MAX_LOGGED_BODY])
+            raise _attempted(ProviderError(f"{what}: the endpoint's answer could not be read",
+                                           code=CODE_BAD_ANSWER), attempt) from None
 
         if attempt >= max_attempts:
-            raise _attempted(ProviderError(f"{what}: {reason}; gave up after {attempt} attempts"), attempt) from failure
+            raise _attempted(ProviderError(f"{what}: {reason}; gave up after {attempt} attempts", code=code,
+                                           upstream_status=status), attempt) from failure
         if retry_after is not None and retry_after > max_backoff_s:
             raise _attempted(ProviderError(f"{what}: {reason}; the server asks to wait {retry_after:g}s, more "
-                                           f"than max_backoff_s={max_backoff_s:g}"), attempt) from failure
+                                           f"than max_backoff_s={max_backoff_s:g}", code=code,
+                                           upstream_status=status), attempt) from failure
         if ctx is not None and ctx.is_cancelled():
-            raise _attempted(ProviderError(f"{what}: cancelled while retrying ({reason})"), attempt) from failure
+            raise _attempted(ProviderError(f"{what}: cancelled while retrying ({reason})", code=code,
+                                           upstream_status=status), attempt) from failure
         delay = retry_after if retry_after is not None else backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4)
         delay = min(delay, max_backoff_s)
         log.warning("%s: %s (attempt %d of %d); retrying in %.2fs", what, reason, attempt, max_attempts, delay)
         time.sleep(delay)
+
+
+def _log_answer(what: str, exc: openai.APIStatusError) -> None:
+    """The endpoint's error answer, for operators only: truncated, and never copied into an error."""
+    try:
+        body = exc.response.text
+    except Exception:  # a streamed answer already closed: nothing to show
+        body = ""
+    log.info("%s: HTTP %s from the endpoint: %s", what, exc.status_code, body[:MAX_LOGGED_BODY])
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -267,11 +334,67 @@ def _client(settings: dict) -> openai.OpenAI:
     base_url = settings.get("base_url") or DEFAULT_BASE_URL
     api_key = settings.get("api_key")
     if not api_key and base_url.rstrip("/") == DEFAULT_BASE_URL:
-        raise ProviderError("openai: no api_key configured for api.openai.com")
+        raise ProviderError("openai: no api_key configured for api.openai.com", code=CODE_MISCONFIGURED)
+    try:
+        outbound_url_check(base_url, what="base_url")  # the URL's form; each connection vets its address again
+    except OutboundUrlNotAllowed as exc:
+        raise ProviderError(f"openai: {exc.message}", code=CODE_URL_NOT_ALLOWED) from None
+    timeout = setting_number(settings, "timeout_s", DEFAULT_TIMEOUT_S)
     # Always pass a key: left empty, the SDK would read OPENAI_API_KEY from the worker's environment, which
     # must never stand in for a tenant's own key. Self-hosted servers accept any value.
-    return openai.OpenAI(api_key=api_key or "unused", base_url=base_url,
-                         timeout=float(settings.get("timeout_s", DEFAULT_TIMEOUT_S)), max_retries=0)
+    return openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout, max_retries=0,
+                         http_client=outbound_http_client(timeout=timeout, what="base_url"))
+
+
+def setting_number(settings: dict, name: str, default):
+    """A numeric setting, clamped into SETTING_BOUNDS (the API refused out-of-range values when they were
+    saved; this keeps an older or hand-edited value harmless); the default when unset or unreadable."""
+    low, high, kind = SETTING_BOUNDS[name]
+    value = settings.get(name)
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if isinstance(number, float) and not math.isfinite(number):
+        return default
+    return min(max(number, kind(low)), kind(high))
+
+
+def settings_problems(settings: dict) -> dict[str, list[str]]:
+    """What is wrong with a set of openai settings, by setting name (empty when nothing is): numbers outside
+    SETTING_BOUNDS, unknown response formats, prices that are no amounts. The base URL is the caller's (the
+    outbound guard, config/outbound.py)."""
+    problems: dict[str, list[str]] = {}
+    for name, (low, high, kind) in SETTING_BOUNDS.items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                kind is int and not float(value).is_integer()):
+            problems[name] = [f"must be {'a whole number' if kind is int else 'a number'} from {low:g} to {high:g}"]
+        elif not (math.isfinite(value) and low <= value <= high):
+            problems[name] = [f"must be from {low:g} to {high:g}"]
+    if settings.get("response_format") is not None and settings["response_format"] not in RESPONSE_FORMATS:
+        problems["response_format"] = [f"must be one of {', '.join(RESPONSE_FORMATS)}"]
+    prices = settings.get("prices")
+    if prices is not None:
+        if not isinstance(prices, dict) or set(prices) - {"input_per_1k", "output_per_1k"}:
+            problems["prices"] = ["must be an object with input_per_1k and output_per_1k"]
+        else:
+            for key, value in prices.items():
+                try:
+                    amount = Decimal(str(value))
+                except ArithmeticError:
+                    amount = None
+                if isinstance(value, bool) or amount is None or not amount.is_finite() or not 0 <= amount <= PRICE_MAX:
+                    problems.setdefault("prices", []).append(f"{key} must be an amount from 0 to {PRICE_MAX}")
+    for name in ("model", "moderation_model", "base_url"):
+        value = settings.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 2000):
+            problems[name] = ["must be a string of at most 2000 characters"]
+    return problems
 
 
 def _request_options(settings: dict, stage: str, schema: dict) -> dict:
@@ -284,11 +407,11 @@ def _request_options(settings: dict, stage: str, schema: dict) -> dict:
         options["response_format"] = {"type": "json_schema",
                                       "json_schema": {"name": stage, "schema": schema, "strict": False}}
     elif mode != "none":
-        raise ProviderError(f"openai: unknown response_format setting '{mode}'")
+        raise ProviderError(f"openai: unknown response_format setting '{mode}'", code=CODE_MISCONFIGURED)
     for key in ("temperature", "max_tokens", "seed"):
         if settings.get(key) is not None:
-            options[key] = settings[key]
-    return options
+            options[key] = setting_number(settings, key, None)
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _parse_reply(response, schema: dict, stage: str, check) -> tuple[str, Any, str | None]:
@@ -298,7 +421,7 @@ def _parse_reply(response, schema: dict, stage: str, check) -> tuple[str, Any, s
     choice = response.choices[0]
     message = choice.message
     if getattr(message, "refusal", None):
-        raise ProviderRefused(f"openai {stage}: the model refused: {message.refusal}")
+        raise ProviderRefused(f"openai {stage}: the model refused: {str(message.refusal)[:200]}")
     if choice.finish_reason == "content_filter":
         raise ProviderRefused(f"openai {stage}: the reply was withheld by the content filter")
     text = message.content or ""

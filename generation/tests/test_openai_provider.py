@@ -35,7 +35,9 @@ def _no_proxy(monkeypatch):
 
 
 @pytest.fixture
-def stub():
+def stub(settings):
+    # The stub listens on the loopback, which the outbound guard refuses unless told otherwise.
+    settings.OUTBOUND_ALLOW_PRIVATE_URLS = True
     with OpenAIStub() as server:
         yield server
 

@@ -3,9 +3,11 @@ from accounts.crypto import secret_decrypt
 from accounts.models import AuditEntry
 from accounts.tenancy import tenant_scope
 from generation.models import ProviderCredential
+from config.tests.fake_dns import fake_dns
 
 
-def test_owner_sets_budgets_policy_and_a_provider_key_that_is_stored_encrypted(tenant_a):
+def test_owner_sets_budgets_policy_and_a_provider_key_that_is_stored_encrypted(tenant_a, monkeypatch):
+    fake_dns(monkeypatch)["llm.example"] = "93.184.216.34"  # a public address: the outbound guard lets it be
     owner = tenant_a.client()
     response = owner.patch("/api/v1/generation-policy", {"monthly_budget": "50.00", "blocked_terms": ["war"],
                                                         "providers": {"text": ["openai", "offline"]}}, format="json")

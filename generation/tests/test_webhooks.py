@@ -21,6 +21,7 @@ from accounts.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import DomainError
 from generation import webhooks
 from generation.models import DeliveryStatus, Webhook, WebhookDelivery
+from config.tests.fake_dns import fake_dns as fake_dns_table
 from generation.webhooks import (
     _address_refused,
     webhook_create,
@@ -97,17 +98,7 @@ def allow_private(settings):
 @pytest.fixture
 def fake_dns(monkeypatch):
     """Names under .example.test resolve to whatever the test says; everything else as usual."""
-    table: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host in table:
-            family = socket.AF_INET6 if ":" in table[host] else socket.AF_INET
-            return [(family, socket.SOCK_STREAM, 6, "", (table[host], port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return table
+    return fake_dns_table(monkeypatch)
 
 
 def make_webhook(tenant, url, events=("job.completed",)) -> tuple[Webhook, str]:
