@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from rights.media_limits import MediaFailure, media_run
+
 AUDIO_RATE = 48000
 VIDEO_PRESET = "veryfast"
 VIDEO_CRF = 21
@@ -23,7 +25,7 @@ SUBTITLE_FONT_RATIO = 0.05  # font size as a fraction of the frame height (36 px
 TRANSITION = "fade"
 
 
-class MediaError(Exception):
+class MediaError(MediaFailure):
     """ffmpeg failed or a file is not the media we expected; the message ends with ffmpeg's stderr tail."""
 
 
@@ -57,8 +59,10 @@ def _tail(data: bytes | str | None, limit: int = 1500) -> str:
 
 
 def _run(args: list[str], *, timeout: float, check: bool = True) -> subprocess.CompletedProcess:
+    # Under the media memory limit, and the time budget of an upload when one is running (its end
+    # answers media_timeout, a domain error, rather than this MediaError).
     try:
-        completed = subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        completed = media_run(args, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{Path(args[0]).name} took over {timeout:g} s: {_tail(exc.stderr)}") from None
     except OSError as exc:

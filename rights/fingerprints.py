@@ -33,6 +33,7 @@ from PIL import Image
 
 from accounts.tenancy import UNSCOPED, ScopeError, current_scope, dangerously_unscoped
 from generation.media import MediaError, ffmpeg_exe
+from rights.media_limits import media_run
 from rights.models import Content, Fingerprint
 from rights.models.fingerprints import FingerprintBucket
 
@@ -113,7 +114,7 @@ def frames_sample(path: Path | str, *, frames_max: int = FRAMES_MAX) -> list[tup
         "-fps_mode", "vfr", "-frames:v", str(frames_max), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1",
     ]
     try:
-        completed = subprocess.run(args, capture_output=True, timeout=DECODE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        completed = media_run(args, timeout=DECODE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise MediaError(f"decoding {path.name} took over {DECODE_TIMEOUT_S} s") from None
     if completed.returncode != 0:
@@ -130,8 +131,7 @@ def frames_sample(path: Path | str, *, frames_max: int = FRAMES_MAX) -> list[tup
 
 
 def _duration_s(path: Path) -> float:
-    completed = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
-                               timeout=60, stdin=subprocess.DEVNULL)
+    completed = media_run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], timeout=60)
     match = _DURATION.search(completed.stderr)
     if not match:
         return 0.0

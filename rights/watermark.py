@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rights.media_limits import MediaFailure, media_process
+
 # --- content id and payload ---------------------------------------------------------------------------
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -51,7 +53,7 @@ PAYLOAD_MASK = 0xA5C3_96E1_5B2D_7F08
 _DECODE_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 
-class WatermarkError(Exception):
+class WatermarkError(MediaFailure):
     """A file could not be read or written for watermarking; the message says why."""
 
 
@@ -365,19 +367,21 @@ def _frames(path: Path, width: int, height: int, *, vf: str | None = None, limit
         args += ["-vf", vf]
     if limit:
         args += ["-frames:v", str(limit)]
-    args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
+    # Frames of exactly the size the checked header declared (a stream whose coded size differs is
+    # scaled inside ffmpeg), so this process never holds more than one frame of that size.
+    args += ["-fps_mode", "passthrough", "-s", f"{width}x{height}", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
     size = width * height * 3
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
-        try:
-            while True:
-                data = process.stdout.read(size)
-                if len(data) < size:
-                    break
-                yield np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-        finally:
-            process.stdout.close()
-            code = process.wait()
+        with media_process(args, stdout=subprocess.PIPE, stderr_file=errors, stdin=subprocess.DEVNULL) as process:
+            try:
+                while True:
+                    data = process.stdout.read(size)
+                    if len(data) < size:
+                        break
+                    yield np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+            finally:
+                process.stdout.close()
+                code = process.wait()
         if code not in (0, None):
             errors.seek(0)
             tail = errors.read()[-600:].decode(errors="replace")
@@ -405,19 +409,19 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
             "-c:a", "copy", "-movflags", "+faststart", str(dst)]
     count = 0
     with tempfile.TemporaryFile() as errors:
-        encoder = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
-        try:
-            for frame in _frames(src, width, height):
-                encoder.stdin.write(watermark_frame(frame, content_id, mode=mode).tobytes())
-                count += 1
-        except BrokenPipeError:
-            pass
-        finally:
+        with media_process(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr_file=errors) as encoder:
             try:
-                encoder.stdin.close()
+                for frame in _frames(src, width, height):
+                    encoder.stdin.write(watermark_frame(frame, content_id, mode=mode).tobytes())
+                    count += 1
             except BrokenPipeError:
                 pass
-            code = encoder.wait()
+            finally:
+                try:
+                    encoder.stdin.close()
+                except BrokenPipeError:
+                    pass
+                code = encoder.wait()
         if code != 0:
             errors.seek(0)
             tail = errors.read()[-600:].decode(errors="replace")

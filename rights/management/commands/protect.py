@@ -4,11 +4,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Organization
 from accounts.tenancy import tenant_scope
-from rights.verification import MP4, VerifyRefused, check_upload
+from config.errors import DomainError
+from rights.media_limits import media_budget
+from rights.verification import MP4, check_upload
 
 
 class Command(BaseCommand):
@@ -27,26 +30,14 @@ class Command(BaseCommand):
             raise CommandError(f"no organization with slug {org!r}")
         if not input.is_file():
             raise CommandError(f"{input} is not a file")
-        try:
-            mime = check_upload(input)
-        except VerifyRefused as exc:
-            raise CommandError(exc.message)
-        from rights.registry import registration_enqueue
-        from rights.services import content_protect
-
         started = time.perf_counter()
-        work = Path(tempfile.mkdtemp(prefix="protect-"))
+        # The limits of an upload through the API: the same checks, and the same time budget for the
+        # whole protection (an operator's file can be hostile too).
         try:
-            with tenant_scope(organization):
-                protected = content_protect(organization=organization, source=input,
-                                            kind="video" if mime == MP4 else "image", origin="upload",
-                                            work_dir=work, title=title or input.name)
-                content = protected.content
-                registration = registration_enqueue(content=content)
-                with content.protected.open("rb") as source, open(output, "wb") as out:
-                    shutil.copyfileobj(source, out)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            with media_budget(settings.MEDIA_DECODE_TIMEOUT_S):
+                content, registration, infringements = self._protect(organization, input, output, title)
+        except DomainError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
         anchored = ""
         if not no_anchor:
             from generation.worker import registrations_anchor
@@ -59,6 +50,25 @@ class Command(BaseCommand):
         self.stdout.write(f"content id {content.content_id}")
         self.stdout.write(f"registration {registration.status}{anchored}")
         self.stdout.write(f"timings {timings} total_with_registration={time.perf_counter() - started:.2f}s")
-        if protected.infringements:
-            owners = ", ".join(sorted({m["owner"] for m in protected.infringements}))
+        if infringements:
+            owners = ", ".join(sorted({m["owner"] for m in infringements}))
             self.stderr.write(f"warning: matches content registered by {owners}")
+
+    def _protect(self, organization, input: Path, output: Path, title: str):
+        from rights.registry import registration_enqueue
+        from rights.services import content_protect
+
+        mime = check_upload(input)
+        work = Path(tempfile.mkdtemp(prefix="protect-"))
+        try:
+            with tenant_scope(organization):
+                protected = content_protect(organization=organization, source=input,
+                                            kind="video" if mime == MP4 else "image", origin="upload",
+                                            work_dir=work, title=title or input.name)
+                content = protected.content
+                registration = registration_enqueue(content=content)
+                with content.protected.open("rb") as source, open(output, "wb") as out:
+                    shutil.copyfileobj(source, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return content, registration, protected.infringements
