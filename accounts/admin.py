@@ -7,7 +7,12 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts import services
 from accounts.audit import Actor, audit_record, client_ip, snapshot
+from accounts.forms import AdminLoginForm
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership, Organization, User
+
+
+# The admin's sign-in counts failures and locks like the portal's (accounts/services.py login_authenticate).
+admin.site.login_form = AdminLoginForm
 
 
 def operator(request) -> Actor:

@@ -8,6 +8,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from accounts.models import ApiKey, AuditEntry, User
+from config.client_address import forwarded_client
 
 # Never copied into the audit log.
 SECRET_FIELDS = {"password", "key_hash", "token_hash"}
@@ -75,13 +76,10 @@ def changed(before: dict, after: dict) -> tuple[dict, dict]:
 
 
 def client_ip(request) -> str | None:
-    """The caller's address; X-Forwarded-For counts only behind TRUSTED_PROXY_COUNT proxies."""
+    """The caller's address; X-Forwarded-For counts only behind TRUSTED_PROXY_COUNT proxies (the same
+    rule the ASGI application applies to its scope, config/client_address.py, so WSGI agrees)."""
     from django.conf import settings
 
-    proxies = settings.TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if proxies and forwarded:
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        if len(hops) >= proxies:
-            return hops[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
+    return forwarded_client(remote=request.META.get("REMOTE_ADDR"),
+                            forwarded=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+                            proxies=settings.TRUSTED_PROXY_COUNT)

@@ -1,6 +1,7 @@
 """Portal forms of the accounts app. They only shape input: the services decide (owner rules, scopes a
 key may carry, which webhook addresses are allowed), exactly as for the API."""
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import SCOPES, Role
@@ -23,6 +24,30 @@ class LoginForm(forms.Form):
                              widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
     password = forms.CharField(label=_("Password"), max_length=128,
                                widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+
+def login_locked_message(wait: int) -> str:
+    return _("Too many failed attempts. Try again in %(minutes)d minute(s).") % {"minutes": max(1, wait // 60)}
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The operators' sign-in (Django admin) under the portal's failure count and lock: the same
+    service decides, so a password guessed at /admin/ counts against /login/ and the other way round."""
+
+    def clean(self):
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is not None and password:
+            from accounts.services import LoginLocked, login_authenticate
+
+            try:
+                self.user_cache = login_authenticate(request=self.request, email=username, password=password)
+            except LoginLocked as exc:
+                self.retry_after = exc.retry_after
+                raise forms.ValidationError(login_locked_message(exc.retry_after), code="login_locked")
+            if self.user_cache is None:
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)  # staff only
+        return self.cleaned_data
 
 
 class InvitationAcceptForm(forms.Form):

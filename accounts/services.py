@@ -5,20 +5,24 @@ nobody hands out more than they hold) and write the audit log.
 """
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.audit import Actor, audit_record, changed, snapshot
+from accounts.audit import Actor, audit_record, changed, client_ip, snapshot
+from accounts.counters import counter_delete, counter_read, counters_incr
+from accounts.live_sessions import member_group, organization_sessions_group, sessions_end
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
 from accounts.roles import SCOPES, Role, scopes_for_role
+from accounts.signals import organization_reinstated
 from accounts.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tokens import api_key_generate, token_digest
 from config.errors import Conflict, DomainError, Forbidden, NotFound
@@ -76,8 +80,10 @@ def organization_update(*, organization: Organization, actor: Actor, **fields) -
     return organization
 
 
+@transaction.atomic
 def organization_set_suspended(*, organization: Organization, suspended: bool, actor: Actor, reason: str = ""):
-    """Suspend or reinstate a studio; while suspended its users and keys get 403 everywhere."""
+    """Suspend or reinstate a studio; while suspended its users and keys get 403 everywhere, its open
+    websockets close, and workers start none of its steps (they wait, queued, for the reinstatement)."""
     if organization.is_suspended == suspended:
         return organization
     before = snapshot(organization, ["is_suspended", "suspended_reason"])
@@ -93,7 +99,38 @@ def organization_set_suspended(*, organization: Organization, suspended: bool, a
             before=before,
             after=snapshot(organization, ["is_suspended", "suspended_reason"]),
         )
+    if suspended:
+        sessions_end(group=organization_sessions_group(organization.pk), reason="organization_suspended")
+    else:
+        # The generation app wakes the steps that waited (generation/apps.py); after the commit, so
+        # that a worker claiming them sees the organization reinstated.
+        transaction.on_commit(
+            lambda: organization_reinstated.send(sender=Organization, organization_id=organization.pk))
     return organization
+
+
+# --- grants ------------------------------------------------------------------------------------
+
+
+def actor_scopes(*, actor: Actor, organization_id: int) -> frozenset[str]:
+    """What the actor holds here: its key's or request's scopes; an actor named by a user alone
+    (commands, tests) holds that member's role; the bare system actor holds nothing."""
+    if actor.scopes or actor.api_key is not None:
+        return frozenset(actor.scopes)
+    role = _actor_role(actor, organization_id)
+    return scopes_for_role(role) if role else frozenset()
+
+
+def grant_check(*, actor: Actor, scopes, organization_id: int, what: str = "scopes") -> None:
+    """Nobody hands out more than they hold: every grant (an invitation's role, a new role, a key's
+    scopes) passes through here, so the rule and its error are the same everywhere."""
+    beyond = sorted(set(scopes) - actor_scopes(actor=actor, organization_id=organization_id))
+    if beyond:
+        raise DomainError(
+            "You cannot grant scopes you do not hold yourself.",
+            code="scope_not_held",
+            fields={what: [f"not held: {', '.join(beyond)}"]},
+        )
 
 
 # --- members -----------------------------------------------------------------------------------
@@ -126,6 +163,9 @@ def membership_change_role(*, membership: Membership, role: str, actor: Actor) -
     if role == membership.role:
         return membership
     _check_owner_rules(actor=actor, membership=membership, new_role=role)
+    # Both ways: no promoting anyone above yourself, and no demoting someone who holds more than you.
+    grant_check(actor=actor, scopes=scopes_for_role(role) | scopes_for_role(membership.role),
+                organization_id=membership.organization_id, what="role")
     before = {"role": membership.role}
     membership.role = role
     membership.save(update_fields=["role"])
@@ -136,12 +176,15 @@ def membership_change_role(*, membership: Membership, role: str, actor: Actor) -
 @transaction.atomic
 def membership_remove(*, membership: Membership, actor: Actor) -> None:
     _check_owner_rules(actor=actor, membership=membership, new_role=None)
+    grant_check(actor=actor, scopes=scopes_for_role(membership.role), organization_id=membership.organization_id,
+                what="role")
     audit_record(
         actor=actor,
         action="member.remove",
         target=membership,
         before={"user": membership.user.email, "role": membership.role},
     )
+    sessions_end(group=member_group(membership.organization_id, membership.user_id), reason="membership_removed")
     membership.delete()
 
 
@@ -155,6 +198,7 @@ def invitation_create(*, organization: Organization, email: str, role: str, acto
         raise DomainError("Unknown role.", fields={"role": [f"one of {', '.join(Role.values)}"]})
     if role == Role.OWNER and _actor_role(actor, organization.pk) != Role.OWNER:
         raise Forbidden("Only an owner can invite another owner.", code="owner_required")
+    grant_check(actor=actor, scopes=scopes_for_role(role), organization_id=organization.pk, what="role")
     if Membership.objects.filter(organization=organization, user__email=email).exists():
         raise Conflict("This person is already a member.", code="already_member", fields={"email": ["member"]})
     if Invitation.objects.filter(
@@ -249,13 +293,7 @@ def api_key_create(*, organization: Organization, name: str, scopes: list[str], 
         raise DomainError("Unknown scopes.", fields={"scopes": [f"unknown: {', '.join(unknown)}"]})
     if not scopes:
         raise DomainError("Give the key at least one scope.", fields={"scopes": ["required"]})
-    beyond = sorted(set(scopes) - set(actor.scopes))
-    if beyond:
-        raise DomainError(
-            "A key cannot have scopes its creator does not hold.",
-            code="scope_not_held",
-            fields={"scopes": [f"not held: {', '.join(beyond)}"]},
-        )
+    grant_check(actor=actor, scopes=scopes, organization_id=organization.pk)
     for _ in range(5):
         prefix, last_four, plain = api_key_generate()
         try:
@@ -303,25 +341,64 @@ def api_key_touch(*, key: ApiKey, ip: str | None) -> None:
 
 
 def _login_keys(email: str, ip: str | None) -> list[str]:
-    return [f"login-fail:{token_digest(email.lower())[:32]}:{ip}", f"login-fail-ip:{ip}"]
+    return [f"login-failures:{token_digest(email.lower())[:32]}:{ip}", f"login-failures-ip:{ip}"]
+
+
+class LoginLocked(DomainError):
+    """Too many failed sign-ins for this email from this address (or from this address at all)."""
+
+    code = "login_locked"
+    status = 429
+
+    def __init__(self, retry_after: int):
+        super().__init__("Too many failed attempts; try again later.")
+        self.retry_after = retry_after
+
+
+def login_authenticate(*, request, email: str, password: str) -> User | None:
+    """The one sign-in check of every login form (the portal's, the operators' admin): refused while
+    locked (LoginLocked), a wrong password counts a failure, a right one clears the email's count.
+    Returns the user, or None for a wrong email or password."""
+    email, ip = email.lower(), client_ip(request)
+    wait = login_retry_after(email=email, ip=ip)
+    if wait:
+        raise LoginLocked(wait)
+    user = authenticate(request, username=email, password=password)
+    if user is None:
+        login_record_failure(email=email, ip=ip)
+    else:
+        login_clear_failures(email=email, ip=ip)
+    return user
 
 
 def login_retry_after(*, email: str, ip: str | None) -> int:
-    """Seconds until this email may try again from this address; 0 when it may now."""
+    """Seconds until this email may try again from this address; 0 when it may now. Every sign-in
+    form (the portal's and the operators' admin) asks here first."""
     limit = settings.LOGIN_FAILURE_LIMIT
-    per_pair, per_ip = (cache.get(key) for key in _login_keys(email, ip))
-    if (per_pair and per_pair[0] >= limit) or (per_ip and per_ip[0] >= limit * 10):
-        started = min(entry[1] for entry in (per_pair, per_ip) if entry)
-        return max(1, int(started + settings.LOGIN_FAILURE_WINDOW_S - timezone.now().timestamp()))
-    return 0
+    (per_pair, pair_left), (per_ip, ip_left) = (counter_read(key) for key in _login_keys(email, ip))
+    waits = [left for count, left, most in ((per_pair, pair_left, limit), (per_ip, ip_left, limit * 10))
+             if count >= most]
+    return max(1, math.ceil(max(waits))) if waits else 0
 
 
 def login_record_failure(*, email: str, ip: str | None) -> None:
-    now = timezone.now().timestamp()
-    for key in _login_keys(email, ip):
-        count, started = cache.get(key) or (0, now)
-        cache.set(key, (count + 1, started), timeout=max(1, int(started + settings.LOGIN_FAILURE_WINDOW_S - now)))
+    # Counted atomically: parallel guesses each count, so none slips past the limit.
+    counters_incr([(key, settings.LOGIN_FAILURE_WINDOW_S) for key in _login_keys(email, ip)])
 
 
 def login_clear_failures(*, email: str, ip: str | None) -> None:
-    cache.delete(_login_keys(email, ip)[0])
+    counter_delete(_login_keys(email, ip)[0])
+
+
+# --- password reset ------------------------------------------------------------------------------
+
+
+def password_reset_allowed(*, email: str, ip: str | None) -> bool:
+    """Whether a reset mail may go out: counted per address and per client address whether or not an
+    account exists, so the limit (like the answer) says nothing about who has one."""
+    from accounts.api.throttling import rate_hits  # the same fixed windows as the API's limits
+
+    return rate_hits([
+        ("password_reset_email", token_digest(email.lower())[:32], settings.PASSWORD_RESET_RATE_PER_EMAIL),
+        ("password_reset_ip", ip or "unknown", settings.PASSWORD_RESET_RATE_PER_IP),
+    ]) == 0

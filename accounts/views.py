@@ -12,7 +12,7 @@ import hashlib
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -31,7 +31,7 @@ from accounts.audit import client_ip
 from accounts.decorators import requires_scope
 from accounts.forms import (
     EVENT_LABELS, ROLE_LABELS, ApiKeyForm, AuditFilterForm, DeliveryFilterForm, InvitationAcceptForm, InvitationForm,
-    LoginForm, MemberRoleForm, WebhookForm,
+    LoginForm, MemberRoleForm, WebhookForm, login_locked_message,
 )
 from accounts.middleware import SESSION_ORGANIZATION_KEY
 from accounts.models import ApiKey, AuditEntry, Membership
@@ -65,20 +65,18 @@ def login_view(request):
     form = LoginForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
-        email, ip = form.cleaned_data["email"].lower(), client_ip(request)
-        wait = services.login_retry_after(email=email, ip=ip)
-        if wait:
-            minutes = max(1, wait // 60)
-            form.add_error(None, _("Too many failed attempts. Try again in %(minutes)d minute(s).") % {"minutes": minutes})
+        try:
+            user = services.login_authenticate(request=request, email=form.cleaned_data["email"],
+                                               password=form.cleaned_data["password"])
+        except services.LoginLocked as exc:
+            wait = exc.retry_after
+            form.add_error(None, login_locked_message(wait))
             status = 429
         else:
-            user = authenticate(request, email=email, password=form.cleaned_data["password"])
             if user is None:
-                services.login_record_failure(email=email, ip=ip)
                 form.add_error(None, _("The email or password is wrong."))
                 status = 401
             else:
-                services.login_clear_failures(email=email, ip=ip)
                 login(request, user)
                 target = request.POST.get("next") or request.GET.get("next") or ""
                 if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
@@ -121,6 +119,12 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "registration/password_reset_email.txt"
     subject_template_name = "registration/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password-reset-done")
+
+    def form_valid(self, form):
+        # Over the limit the answer is the same as always (the "sent" page), only no mail goes out.
+        if services.password_reset_allowed(email=form.cleaned_data["email"], ip=client_ip(self.request)):
+            return super().form_valid(form)
+        return HttpResponseRedirect(self.get_success_url())
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):

@@ -11,7 +11,7 @@ What it sets up (and removes at the end):
   * two organizations (the measured one and a second whose rows the tenant filter must skip), an org
     budget raised so job creation is never refused, `--keys` API keys, `--jobs` jobs made by `job_create`
     (steps, audit, events, dispatch), and registered contents (Content + queued Registration) for verify.
-The server: `uvicorn config.asgi:application --workers 2 --no-server-header --no-access-log` with
+The server: `uvicorn config.asgi:application --workers 2 --no-server-header --no-access-log --no-proxy-headers` with
 DEPLOYMENT=production (DEBUG off, collected static files, PostgreSQL, Redis cache and channel layer),
 QUEUE_ENGINE=celery with a Redis broker and no worker, so created jobs' steps wait in the broker. Requests
 carry `X-Forwarded-Proto: https`, as behind the TLS proxy of production (SECURE_SSL_REDIRECT is on).
@@ -303,7 +303,7 @@ def collect_static() -> str:
 
 def server_start() -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", ARGS.asgi, "--host", "127.0.0.1",
-               "--port", str(ARGS.port), "--workers", str(ARGS.workers), "--no-server-header", "--no-access-log",
+               "--port", str(ARGS.port), "--workers", str(ARGS.workers), "--no-server-header", "--no-access-log", "--no-proxy-headers",
                "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy())
     deadline = time.monotonic() + 90

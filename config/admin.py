@@ -9,6 +9,16 @@ class PlatformAdminSite(admin.AdminSite):
     site_title = "Platform admin"
     index_title = "Operations"
 
+    def login(self, request, extra_context=None):
+        response = super().login(request, extra_context)
+        # A locked sign-in (the login form accounts/admin.py installs) answers like the portal's: 429.
+        form = getattr(response, "context_data", None) and response.context_data.get("form")
+        retry_after = getattr(form, "retry_after", None)
+        if retry_after:
+            response.status_code = 429
+            response["Retry-After"] = str(retry_after)
+        return response
+
     def admin_view(self, view, cacheable=False):
         protected = super().admin_view(view, cacheable)
 

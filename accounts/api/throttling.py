@@ -1,17 +1,17 @@
 """Rate limits per API key, per organization, per user and per address, on the shared cache.
 
-Fixed windows counted with the cache's atomic increment (atomic on Redis), so concurrent web
-processes share one count; on Redis a request's counts go in one pipelined round trip. An exceeded limit answers 429 with Retry-After.
+Fixed windows counted exactly by accounts/counters.py (Redis INCR, or the file cache under a lock),
+so concurrent web processes share one count. An exceeded limit answers 429 with Retry-After.
 """
 from __future__ import annotations
 
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from accounts.audit import client_ip
+from accounts.counters import counters_incr
 
 _PERIODS = {"s": 1, "sec": 1, "min": 60, "m": 60, "hour": 3600, "h": 3600, "day": 86400, "d": 86400}
 
@@ -21,37 +21,24 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), _PERIODS[period]
 
 
-def _hit(bucket: str, ident: str, rate: str) -> float:
-    """Count one request; returns 0 when allowed, else seconds until the window ends."""
-    limit, period = parse_rate(rate)
+def rate_hits(hits: list[tuple[str, str, str]]) -> float:
+    """Count one request in each (bucket, ident, rate) window, in one round trip on Redis and under
+    one lock on the file cache (accounts/counters.py); 0 when all allow it, else the seconds until
+    the latest exceeded window ends."""
     now = time.time()
-    window = int(now // period)
-    key = f"rate:{bucket}:{ident}:{window}"
-    cache.add(key, 0, timeout=period + 1)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=period + 1)
-        count = 1
-    return 0 if count <= limit else (window + 1) * period - now
-
-
-def _hits_redis(hits: list[tuple[str, str, str]]) -> float:
-    """All of a request's counts in one round trip to Redis: INCR and a first-time EXPIRE per window."""
-    now = time.time()
-    windows = []
-    client = cache._cache.get_client(write=True)
-    pipe = client.pipeline(transaction=False)
+    windows, counters = [], []
     for bucket, ident, rate in hits:
         limit, period = parse_rate(rate)
         window = int(now // period)
-        key = cache.make_and_validate_key(f"rate:{bucket}:{ident}:{window}")
-        pipe.incr(key)
-        pipe.expire(key, period + 1, nx=True)
+        counters.append((f"rate:{bucket}:{ident}:{window}", period + 1))
         windows.append((limit, period, window))
-    counts = pipe.execute()[::2]
+    counts = [count for count, _left in counters_incr(counters)]
     return max(0 if count <= limit else (window + 1) * period - now
                for count, (limit, period, window) in zip(counts, windows))
+
+
+def rate_hit(bucket: str, ident: str, rate: str) -> float:
+    return rate_hits([(bucket, ident, rate)])
 
 
 class PlatformRateThrottle(BaseThrottle):
@@ -68,10 +55,7 @@ class PlatformRateThrottle(BaseThrottle):
             buckets.append(("anonymous", client_ip(request) or "unknown"))
         if organization is not None:
             buckets.append(("organization", str(organization.pk)))
-        if settings.REDIS_URL:
-            self._wait = _hits_redis([(bucket, ident, rates[bucket]) for bucket, ident in buckets])
-        else:
-            self._wait = max(_hit(bucket, ident, rates[bucket]) for bucket, ident in buckets)
+        self._wait = rate_hits([(bucket, ident, rates[bucket]) for bucket, ident in buckets])
         return self._wait == 0
 
     def wait(self) -> float:

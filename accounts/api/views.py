@@ -45,7 +45,8 @@ class MemberListView(mixins.ListModelMixin, OrganizationAPIView):
 
 class MemberDetailView(OrganizationAPIView):
     required_scopes = {"GET": "members:read", "PATCH": "members:manage", "DELETE": "members:manage"}
-    error_statuses = {"PATCH": (409,), "DELETE": (409,)}  # 409: the last owner stays
+    # 400: the role is beyond the caller's scopes (scope_not_held); 409: the last owner stays.
+    error_statuses = {"PATCH": (400, 409), "DELETE": (400, 409)}
     serializer_class = s.MemberOut
     lookup_url_kwarg = "member_id"
 

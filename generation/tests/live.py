@@ -17,6 +17,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from config.client_address import UVICORN_ARGS
+
 ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = "cpu,gpu,llm,rights,chain"
 
@@ -136,7 +138,7 @@ def live_platform(tmp_path: Path, *, engine: str = "celery", workers: int = 1, *
     log_dir.mkdir(exist_ok=True)
     live = Live(platform_env(QUEUE_ENGINE=engine, **env_overrides), engine, log_dir)
     live.start("web", [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                       "--port", str(live.port), "--log-level", "warning"])
+                       "--port", str(live.port), "--log-level", "warning", *UVICORN_ARGS])
     for index in range(workers):
         live.start_worker(f"worker{index}")
     try:

@@ -11,6 +11,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from config.client_address import UVICORN_ARGS
+
 ALL_QUEUES = "cpu,gpu,llm,rights,chain"
 
 
@@ -23,6 +25,12 @@ def worker_command(queues: str, concurrency: int) -> list[str]:
             str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
 
 
+def web_command(host: str, port: int) -> list[str]:
+    # UVICORN_ARGS: uvicorn leaves X-Forwarded-For alone; TRUSTED_PROXY_COUNT decides (config/client_address.py).
+    return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
+            "--no-server-header", *UVICORN_ARGS]
+
+
 class Command(BaseCommand):
     help = "Serve HTTP and websockets with uvicorn and run a worker for every queue."
 
@@ -33,8 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--queues", default=ALL_QUEUES)
 
     def handle(self, *args, host, port, concurrency, queues, **options):
-        web = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
-               "--no-server-header"]
+        web = web_command(host, port)
         processes = {"web": subprocess.Popen(web), "worker": subprocess.Popen(worker_command(queues, concurrency))}
         self.stdout.write(f"web pid {processes['web'].pid} on http://{host}:{port}; "
                           f"worker pid {processes['worker'].pid} on queues {queues} ({settings.QUEUE_ENGINE})")
