@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and tenants"
 
     def ready(self) -> None:
-        from accounts import checks, signals  # noqa: F401  (registers checks and post_migrate)
+        from accounts import checks, live_sessions, signals  # noqa: F401  (registers checks and receivers)

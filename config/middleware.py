@@ -1,9 +1,13 @@
-"""The first middleware of every request: its id (for the logs and the response) and its metrics."""
+"""The first middlewares of every request: its id (for the logs and the response), its metrics, and
+the Content-Security-Policy of every response."""
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from urllib.parse import urlsplit
+
+from django.conf import settings
 
 from config.logging import log_context
 from config.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -56,4 +60,68 @@ class RequestMetricsMiddleware:
             method = request.method if request.method in KNOWN_METHODS else "other"
             HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
             HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+        return response
+
+
+# --- Content-Security-Policy -----------------------------------------------------------------------
+# The portal runs only its own static scripts and styles: no inline <script>, no on...= handlers, no
+# style attributes (config/tests/test_content_security_policy.py walks the templates for them), no eval.
+# Pictures and video may come from the S3 store (downloads redirect to signed links there), and
+# websockets go to this same host.
+CSP_DIRECTIVES = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data: blob:",
+    "media-src": "'self' blob:",
+    "connect-src": "'self'",
+    "frame-ancestors": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "object-src": "'none'",
+}
+# The API docs (drf-spectacular's Swagger UI, its script served as a file) keep the page's own <style>.
+CSP_PATH_OVERRIDES = {"/api/v1/docs": {"style-src": "'self' 'unsafe-inline'"}}
+
+
+def storage_media_origins() -> list[str]:
+    """Where browsers fetch stored files from besides this host: the S3 store that signed links name."""
+    if settings.STORAGE_BACKEND != "s3":
+        return []
+    endpoint = settings.S3_PUBLIC_ENDPOINT_URL or settings.STORAGES["default"].get("OPTIONS", {}).get("endpoint_url")
+    if not endpoint:
+        return ["https://*.amazonaws.com"]  # AWS itself: the bucket's virtual-hosted name
+    parts = urlsplit(endpoint)
+    return [f"{parts.scheme}://{parts.netloc}"]
+
+
+def content_security_policy(*, path: str, host: str, media_origins: list[str]) -> str:
+    directives = dict(CSP_DIRECTIVES)
+    if media_origins:
+        extra = " ".join(media_origins)
+        directives["img-src"] += " " + extra
+        directives["media-src"] += " " + extra
+    if host:
+        # 'self' covers ws: and wss: of this host in CSP 3; named too for browsers that predate it.
+        directives["connect-src"] += f" ws://{host} wss://{host}"
+    for prefix, overrides in CSP_PATH_OVERRIDES.items():
+        if path.startswith(prefix):
+            directives.update(overrides)
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+class ContentSecurityPolicyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.media_origins = storage_media_origins()
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            try:
+                host = request.get_host()
+            except Exception:  # DisallowedHost: the error page needs no websocket
+                host = ""
+            response["Content-Security-Policy"] = content_security_policy(
+                path=request.path, host=host, media_origins=self.media_origins)
         return response

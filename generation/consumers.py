@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from accounts.consumers import SafeJsonConsumer
+from accounts.consumers import SessionBoundConsumer
 from accounts.middleware import active_membership
 from accounts.tenancy import tenant_scope
 from config.metrics import WEBSOCKET_CONNECTIONS
@@ -20,8 +20,9 @@ from generation.events import job_group
 from generation.models import Job, JobEvent
 
 
+class JobEventsConsumer(SessionBoundConsumer):
+    required_scope = "job:read"
 
-class JobEventsConsumer(SafeJsonConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -32,7 +33,7 @@ class JobEventsConsumer(SafeJsonConsumer):
         if membership is None or membership.organization.is_suspended or "job:read" not in membership.scopes:
             await self.close(code=4403)
             return
-        self.organization_id = membership.organization_id
+        self.organization_id = membership.organization_id  # _snapshot reads in its scope
         snapshot = await database_sync_to_async(self._snapshot)()
         if snapshot is None:
             await self.close(code=4404)  # another organization's job answers like a missing one
@@ -43,6 +44,7 @@ class JobEventsConsumer(SafeJsonConsumer):
         except ValueError:
             self.last_id = 0
         self.wake = asyncio.Event()
+        await self.session_bind(membership)
         await self.channel_layer.group_add(job_group(self.job_id), self.channel_name)
         await self.accept()
         self.counted = True
@@ -64,7 +66,7 @@ class JobEventsConsumer(SafeJsonConsumer):
 
     async def _pump(self):
         try:
-            while True:
+            while await self.session_still_valid():  # a removed member's socket closes here
                 # Cleared before reading, so a wake-up that arrives during the read is not lost (with
                 # Redis the next poll may be JOB_EVENTS_POLL_S away).
                 self.wake.clear()
@@ -91,5 +93,6 @@ class JobEventsConsumer(SafeJsonConsumer):
             WEBSOCKET_CONNECTIONS.dec()
         if hasattr(self, "pump"):
             self.pump.cancel()
+        await self.session_unbind()
         if hasattr(self, "job_id"):
             await self.channel_layer.group_discard(job_group(self.job_id), self.channel_name)

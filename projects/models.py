@@ -53,6 +53,9 @@ class TemplateVersion(TenantModel):
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     settings = models.JSONField(default=dict)  # see projects.templates.TEMPLATE_SETTINGS
+    # Published in the public library: this version was its template's current one while the template
+    # was public. Other organizations read only these, never a version made while it was private.
+    is_public = models.BooleanField(default=False, help_text="Published in the public library")
     created_by = models.ForeignKey(django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(default=timezone.now)

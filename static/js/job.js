@@ -148,6 +148,11 @@
     reconnectTimer = setTimeout(function () { reconnectTimer = null; connect(); }, delay);
   }
 
+  // #job-poll polls only while no socket is live (the CSP allows no eval, so not as an hx-trigger filter).
+  document.body.addEventListener("htmx:beforeRequest", function (evt) {
+    if (window.jobSocketLive && evt.detail.elt && evt.detail.elt.id === "job-poll") evt.preventDefault();
+  });
+
   document.body.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var target = evt.detail.target;
     if (!target) return;

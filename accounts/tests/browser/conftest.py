@@ -49,7 +49,8 @@ class PortalServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", ws="websockets-sansio", loop="asyncio", access_log=False)
+                                lifespan="off", ws="websockets-sansio", loop="asyncio", access_log=False,
+                                proxy_headers=False)  # as deployed: config/client_address.py UVICORN_ARGS
         self.server = uvicorn.Server(config)  # off the main thread it installs no signal handlers
         self.thread = threading.Thread(target=self.server.run, name="portal-server", daemon=True)
 
@@ -183,14 +184,18 @@ def browser(_async_unsafe_allowed):
 @pytest.fixture
 def new_context(browser, live_portal):
     """Fresh browser sessions (own cookies) against the live portal; closed at the end of the test,
-    which fails if a script of any page threw an uncaught error."""
-    contexts, errors = [], []
+    which fails if a script of any page threw an uncaught error, or the browser refused anything under
+    the Content-Security-Policy (config/middleware.py; Chromium reports each refusal on the console)."""
+    contexts, errors, refused = [], [], []
 
     def make(**options):
         context = browser.new_context(base_url=live_portal, viewport={"width": 1280, "height": 800},
                                       accept_downloads=True, locale="en-US", **options)
         context.set_default_timeout(15_000)
         context.on("weberror", lambda error: errors.append(f"{error.page.url if error.page else '?'}: {error.error}"))
+        context.on("console", lambda message: refused.append(f"{message.page.url if message.page else '?'}: "
+                                                             f"{message.text}")
+                   if "Content Security Policy" in message.text else None)
         contexts.append(context)
         return context
 
@@ -198,6 +203,7 @@ def new_context(browser, live_portal):
     for context in contexts:
         context.close()
     assert not errors, f"uncaught script errors: {errors}"
+    assert not refused, "Content-Security-Policy violations:\n" + "\n".join(refused)
 
 
 def with_password(user):

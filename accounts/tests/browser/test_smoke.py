@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.tests.browser.conftest import screenshot, sign_in, with_password
+from accounts.tests.browser.conftest import PASSWORD, screenshot, sign_in, with_password
 
 pytestmark = pytest.mark.browser
 
@@ -38,3 +38,25 @@ def test_sign_in_shows_the_dashboard_and_an_unknown_page_is_a_404(new_context, t
     assert page.locator("#error-title").is_visible()
     screenshot(page, "not-found")
     assert not errors, errors
+
+
+def test_the_admin_and_the_api_docs_work_under_the_content_security_policy(new_context, db):
+    """Both run only their own static scripts (the docs' script is a file of its own); the fixture
+    fails the test on any refusal the browser reports."""
+    from accounts.models import User
+
+    operator = User.objects.create_user(email="operator@platform.test", password=None, is_staff=True,
+                                        is_superuser=True)
+    with_password(operator)
+    page = new_context().new_page()
+    page.goto("/api/v1/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15_000)
+    assert "/api/v1/projects" in page.locator(".swagger-ui").inner_text()
+    page.goto("/admin/login/")
+    page.fill("#id_username", operator.email)
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("input[type=submit]")
+    assert page.locator("#site-name").is_visible() and "/admin/login/" not in page.url
+    page.goto("/admin/accounts/organization/add/")
+    assert page.locator("#organization_form").is_visible()
