@@ -14,6 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.tenancy import ScopeError
 from config.errors import DomainError
+from config.json_input import INVALID_TYPE, only_type_errors
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,10 @@ def _message(detail) -> str:
 def exception_handler(exc, context):
     """Every API error, whatever raised it, leaves as `{"error": {"code", "message", "fields"}}`."""
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+        # A refusal that will pass on its own (a busy service) says when to try again, as 429 does.
+        retry_after = getattr(exc, "retry_after", None)
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status,
+                        headers={"Retry-After": str(retry_after)} if retry_after else None)
     if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
         return Response(
             error_body("payload_too_large", "The request body is larger than this endpoint accepts."),
@@ -60,6 +64,8 @@ def exception_handler(exc, context):
         detail = exc.detail
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         message = "Some fields are invalid." if isinstance(detail, dict) else _message(detail)
+        if only_type_errors(codes):  # config.json_input: a JSON value of the wrong type
+            code, message = INVALID_TYPE, "Some fields have the wrong JSON type; `error.fields` names them."
     else:
         message = _message(exc.detail)
     response.data = error_body(code, message, fields)

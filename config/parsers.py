@@ -6,6 +6,8 @@ import re
 
 from rest_framework import exceptions, parsers
 
+from config.json_input import JSONBody
+
 MAX_JSON_DEPTH = 64
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
@@ -28,13 +30,15 @@ def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, refusing too deeply nested documents as malformed (see json_depth_exceeds)."""
+    """DRF's JSON parser, refusing too deeply nested documents as malformed (see json_depth_exceeds).
+    An object it decodes comes as a JSONBody, so the serializers check its types strictly."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         body = stream.read() if stream is not None else b""
         if json_depth_exceeds(body):
             raise exceptions.ParseError(f"JSON parse error - the document nests deeper than {MAX_JSON_DEPTH} levels.")
         try:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the document is nested too deeply.")
+        return JSONBody(data) if isinstance(data, dict) else data

@@ -64,6 +64,36 @@ class ScopedAutoSchema(AutoSchema):
         statuses |= set(getattr(self.view, "error_statuses", {}).get(self.method.upper(), ()))
         return statuses
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        # drf-spectacular documents a PATCH body as partial (every field optional). A serializer that its
+        # PATCH validates whole, such as a member's role change, says so with `required_on_patch`.
+        if self.method == "PATCH" and getattr(serializer, "required_on_patch", False):
+            self.method = "PUT"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # drf-spectacular's pattern for a decimal string allows a sign and an empty string whatever the
+        # field takes; money (min_value 0) is digits with an optional point, as the field accepts.
+        if (isinstance(field, serializers.DecimalField) and field.min_value is not None and field.min_value >= 0
+                and "pattern" in schema and field.max_whole_digits):
+            whole, places = field.max_whole_digits, field.decimal_places
+            schema["pattern"] = fr"^(?:\d{{1,{whole}}}(?:\.\d{{0,{places}}})?|\.\d{{1,{places}}})$"
+        if getattr(field, "unique_items", False):  # a list that refuses repeats (a provider fallback chain)
+            schema["uniqueItems"] = True
+        return schema
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        # A serializer that refuses keys it does not know (projects.templates._StrictSerializer) says so.
+        if direction == "request" and getattr(serializer, "refuses_unknown_keys", False):
+            schema["additionalProperties"] = False
+        return schema
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         error = self.resolve_serializer(ErrorOut, "response").ref

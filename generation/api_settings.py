@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.urls import path
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -13,13 +14,25 @@ from accounts.api.base import OrganizationAPIView
 from accounts.audit import audit_record, changed, snapshot
 from accounts.crypto import secret_encrypt
 from config.errors import NotFound
+from config.json_input import StrictModelSerializer, StrictSerializer
 from generation.models import GenerationPolicy, ProviderCredential
+from generation.provider_settings import provider_settings_clean
 from generation.providers import KINDS, PROVIDER_QUEUES, provider_names
 
 POLICY_FIELDS = ["monthly_budget", "user_daily_budget", "blocked_terms", "moderation_provider", "providers"]
 
 
-class PolicySerializer(serializers.ModelSerializer):
+@extend_schema_field({
+    "type": "object", "additionalProperties": False,
+    "properties": {kind: {"type": "array", "maxItems": 3, "items": {"type": "string", "enum": provider_names(kind)}}
+                   for kind in KINDS},
+})
+class ProvidersByKindField(serializers.DictField):
+    """Per kind of stage, provider names in fallback order; the schema names the kinds and providers
+    that validate_providers accepts."""
+
+
+class PolicySerializer(StrictModelSerializer):
     monthly_budget = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"),
                                               allow_null=True, required=False)
     user_daily_budget = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"),
@@ -27,8 +40,8 @@ class PolicySerializer(serializers.ModelSerializer):
     blocked_terms = serializers.ListField(child=serializers.CharField(max_length=100), max_length=500,
                                           required=False)
     moderation_provider = serializers.ChoiceField(choices=["", "openai"], required=False)
-    providers = serializers.DictField(child=serializers.ListField(child=serializers.CharField(), max_length=3),
-                                      required=False)
+    providers = ProvidersByKindField(child=serializers.ListField(child=serializers.CharField(), max_length=3),
+                                     required=False)
 
     class Meta:
         model = GenerationPolicy
@@ -69,8 +82,11 @@ class GenerationPolicyView(OrganizationAPIView):
         return Response(PolicySerializer(policy).data)
 
 
-class CredentialIn(serializers.Serializer):
-    settings = serializers.DictField(required=False, default=dict)
+class CredentialIn(StrictSerializer):
+    settings = serializers.DictField(
+        required=False, default=dict,
+        help_text="The provider's settings. An endpoint URL (base_url) must pass the outbound guard and numbers "
+                  "stay within the provider's bounds; otherwise 400 naming the setting in `fields`")
     api_key = serializers.CharField(required=False, write_only=True, max_length=500, allow_blank=True,
                                     help_text="Stored encrypted; never returned")
 
@@ -107,9 +123,11 @@ class ProviderCredentialView(OrganizationAPIView):
     def put(self, request, provider):
         data = CredentialIn(data=request.data)
         data.is_valid(raise_exception=True)
+        name = self._name(provider)
+        settings = provider_settings_clean(provider=name, settings=data.validated_data["settings"])
         credential, created = ProviderCredential.objects.get_or_create(
-            provider=self._name(provider), defaults={"organization": request.organization})
-        credential.settings = data.validated_data["settings"]
+            provider=name, defaults={"organization": request.organization})
+        credential.settings = settings
         if "api_key" in data.validated_data:
             credential.secret_encrypted = secret_encrypt(data.validated_data["api_key"])
         credential.save()

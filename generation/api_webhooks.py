@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
 from config.errors import NotFound
+from config.json_input import StrictSerializer
 from generation import webhooks
 from generation.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
 
@@ -32,7 +33,7 @@ class WebhookCreatedOut(WebhookOut):
         return self.context["secret"]
 
 
-class WebhookIn(serializers.Serializer):
+class WebhookIn(StrictSerializer):
     url = serializers.URLField(max_length=500)
     events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices), min_length=1,
                                    max_length=len(WebhookEvent.values))

@@ -6,6 +6,7 @@ from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
+from config.json_input import StrictSerializer
 from projects import selectors, services
 from projects.models import Project
 
@@ -18,7 +19,7 @@ class ProjectOut(serializers.ModelSerializer):
         fields = ["id", "name", "description", "created_by", "created_at", "updated_at"]
 
 
-class ProjectIn(serializers.Serializer):
+class ProjectIn(StrictSerializer):
     name = serializers.CharField(max_length=120)
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
 

@@ -10,6 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
+from config.json_input import StrictSerializer
 from projects import templates
 from projects.models import Template, TemplateVersion
 from projects.templates import TEMPLATE_SCOPES, TemplateSettings
@@ -25,7 +26,7 @@ class SettingsOut(serializers.JSONField):
     """A version's settings as stored: versions are immutable, so shown exactly as written."""
 
 
-class TemplateIn(serializers.Serializer):
+class TemplateIn(StrictSerializer):
     name = serializers.CharField(max_length=120)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     settings = SettingsIn(required=False, help_text="Missing keys take the defaults (on change: the current "
@@ -34,7 +35,7 @@ class TemplateIn(serializers.Serializer):
                                          help_text="List it in every organization's library.")
 
 
-class DuplicateIn(serializers.Serializer):
+class DuplicateIn(StrictSerializer):
     name = serializers.CharField(max_length=120, required=False, help_text="Defaults to the source's name.")
 
 

@@ -3,7 +3,9 @@ public library. A template's settings never change in place; editing them adds a
 so a job can always say exactly which settings it ran with (`template_snapshot`).
 
 Public templates are readable by every organization. Those reads cross tenants on purpose, so they
-go through `dangerously_unscoped()` with an explicit `is_public=True` filter, and only here.
+go through `dangerously_unscoped()` with an explicit `is_public=True` filter, and only here. Of a
+public template, others read only its published versions (`TemplateVersion.is_public`: those current
+while it was public), never the ones its studio made while it was private.
 """
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ def template_defaults() -> dict:
 class _StrictSerializer(serializers.Serializer):
     """Refuses keys it does not know: a misspelt setting must fail, not be silently dropped."""
 
+    refuses_unknown_keys = True  # the API schema states it (config.schema)
+
     def to_internal_value(self, data):
         unknown = [str(key) for key in data if key not in self.fields] if isinstance(data, Mapping) else []
         errors: dict = {}
@@ -87,6 +91,8 @@ class _StrictSerializer(serializers.Serializer):
 
 class ProviderChainField(serializers.ListField):
     """Provider names for one kind of stage, in fallback order: the first is tried first."""
+
+    unique_items = True  # the API schema states it (config.schema)
 
     def __init__(self, kind: str, **kwargs):
         names = PROVIDERS_BY_KIND[kind]
@@ -202,8 +208,8 @@ def _template_uuid(template_id) -> uuid.UUID:
 
 
 def _readable_by(organization: Organization) -> Q:
-    """Rows of templates `organization` may read: its own, and anyone's public ones."""
-    return Q(organization_id=organization.pk) | Q(template__is_public=True)
+    """Versions `organization` may read: its own, and the published versions of anyone's public templates."""
+    return Q(organization_id=organization.pk) | Q(template__is_public=True, is_public=True)
 
 
 class UnscopedQuery:
@@ -294,10 +300,13 @@ def _reading(template: Template, organization: Organization) -> Iterator[None]:
 
 
 def template_version_list(*, organization: Organization, template: Template) -> list[TemplateVersion]:
-    """The versions of a template `organization` may read, newest first, without their settings."""
+    """The versions of a template `organization` may read, newest first, without their settings:
+    all of its own template's, the published ones of another organization's."""
     with _reading(template, organization):
-        return list(TemplateVersion.objects.filter(template_id=template.pk).only("id", "template_id", "version",
-                                                                                  "created_at").order_by("-version"))
+        versions = TemplateVersion.objects.filter(template_id=template.pk)
+        if template.organization_id != organization.pk:
+            versions = versions.filter(is_public=True)
+        return list(versions.only("id", "template_id", "version", "created_at").order_by("-version"))
 
 
 def template_snapshot(version: TemplateVersion) -> dict:
@@ -357,7 +366,8 @@ def _create(*, organization: Organization, name: str, description: str, settings
         current_version=1, created_by=_user(actor),
     )
     TemplateVersion.objects.create(
-        organization=organization, template=template, version=1, settings=settings, created_by=_user(actor),
+        organization=organization, template=template, version=1, settings=settings, is_public=is_public,
+        created_by=_user(actor),
     )
     return template
 
@@ -401,8 +411,12 @@ def template_update(*, template: Template, actor: Actor, name: str | None = None
             template.current_version += 1
             TemplateVersion.objects.create(
                 organization_id=template.organization_id, template=template, version=template.current_version,
-                settings=new_settings, created_by=_user(actor),
+                settings=new_settings, is_public=template.is_public, created_by=_user(actor),
             )
+    if template.is_public:
+        # Publishing publishes the current version only; the ones made while private stay private.
+        TemplateVersion.objects.filter(template=template, version=template.current_version,
+                                       is_public=False).update(is_public=True)
     after = {**snapshot(template, EDITABLE), "current_version": template.current_version, "settings": new_settings}
     old, new = changed(before, after)
     if new:

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership, Organization
 from accounts.roles import SCOPES, Role
+from config.json_input import StrictSerializer
 
 
 class OrganizationOut(serializers.ModelSerializer):
@@ -13,7 +14,7 @@ class OrganizationOut(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "public_name", "created_at"]
 
 
-class OrganizationIn(serializers.Serializer):
+class OrganizationIn(StrictSerializer):
     name = serializers.CharField(max_length=120, required=False)
     public_name = serializers.CharField(max_length=120, required=False)
 
@@ -27,7 +28,8 @@ class MemberOut(serializers.ModelSerializer):
         fields = ["id", "email", "full_name", "role", "created_at"]
 
 
-class MemberIn(serializers.Serializer):
+class MemberIn(StrictSerializer):
+    required_on_patch = True  # PATCH /members/<id> changes the role, the one thing it can change
     role = serializers.ChoiceField(choices=Role.choices)
 
 
@@ -39,12 +41,12 @@ class InvitationOut(serializers.ModelSerializer):
         fields = ["id", "email", "role", "status", "invited_by", "created_at", "expires_at", "accepted_at"]
 
 
-class InvitationIn(serializers.Serializer):
+class InvitationIn(StrictSerializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class InvitationAcceptIn(serializers.Serializer):
+class InvitationAcceptIn(StrictSerializer):
     token = serializers.CharField(max_length=100)
     password = serializers.CharField(max_length=128, required=False, write_only=True)
     full_name = serializers.CharField(max_length=150, required=False, default="")
@@ -73,7 +75,7 @@ class ApiKeyCreatedOut(ApiKeyOut):
         return self.context["plain_key"]
 
 
-class ApiKeyIn(serializers.Serializer):
+class ApiKeyIn(StrictSerializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=sorted(SCOPES)), min_length=1,
                                    max_length=len(SCOPES))

@@ -30,13 +30,18 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return error
 
 
-def assert_invalid(response, *fields: str) -> dict:
+def assert_invalid(response, *fields: str, code: str = "invalid") -> dict:
     """A 400 validation error naming exactly `fields`."""
-    error = assert_error(response, 400, "invalid")
+    error = assert_error(response, 400, code)
     assert sorted(error["fields"]) == sorted(fields), error
     for name in fields:
         assert error["fields"][name], error
     return error
+
+
+def text_code(value) -> str:
+    """The error code for `value` in a text field: a JSON value of another type is `invalid_type`."""
+    return "invalid" if value is None or isinstance(value, str) else "invalid_type"
 
 
 def member_id(tenant, user) -> str:
@@ -77,37 +82,103 @@ def test_missing_or_empty_fields_are_named(tenant_a, path, body, fields):
     assert_invalid(tenant_a.client().post(path, body), *fields)
 
 
-@pytest.mark.parametrize("name", [["a list"], {"an": "object"}, True, None],
-                         ids=["list", "object", "bool", "null"])
-def test_project_name_of_the_wrong_type(tenant_a, name):
+@pytest.mark.parametrize("name, code", [(["a list"], "invalid_type"), ({"an": "object"}, "invalid_type"),
+                                        (True, "invalid_type"), (123, "invalid_type"), (None, "invalid")],
+                         ids=["list", "object", "bool", "number", "null"])
+def test_project_name_of_the_wrong_type(tenant_a, name, code):
     client = tenant_a.client()
-    assert_invalid(client.post("/api/v1/projects", {"name": name}), "name")
+    assert_invalid(client.post("/api/v1/projects", {"name": name}), "name", code=code)
     project = tenant_a.project("Existing")
-    assert_invalid(client.patch(f"/api/v1/projects/{project.pk}", {"name": name}), "name")
+    assert_invalid(client.patch(f"/api/v1/projects/{project.pk}", {"name": name}), "name", code=code)
 
 
-def test_a_numeric_project_name_is_read_as_text(tenant_a):
-    """DRF's CharField accepts numbers and stores their text; documented so a change is noticed."""
-    response = tenant_a.client().post("/api/v1/projects", {"name": 123})
-    assert response.status_code == 201 and response.json()["name"] == "123"
+def test_a_numeric_project_name_is_refused_not_read_as_text(tenant_a):
+    """DRF's CharField took 123 and stored "123"; the JSON type is checked first (config.json_input)."""
+    error = assert_invalid(tenant_a.key_client().post("/api/v1/projects", {"name": 123}), "name",
+                           code="invalid_type")
+    assert error["fields"]["name"] == ["Expected a string, got a number."]
+    with tenant_scope(tenant_a.organization):
+        from projects.models import Project
+
+        assert not Project.objects.exists()
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    "body, field, code",
     [
-        ({"name": "k", "scopes": "project:read"}, "scopes"),
-        ({"name": "k", "scopes": {"project:read": True}}, "scopes"),
-        ({"name": "k", "scopes": 7}, "scopes"),
-        ({"name": "k", "scopes": None}, "scopes"),
-        ({"name": "k", "scopes": [["project:read"]]}, "scopes"),
-        ({"name": "k", "scopes": [None]}, "scopes"),
-        ({"name": "k", "scopes": ["not:a-scope"]}, "scopes"),
-        ({"name": ["k"], "scopes": ["project:read"]}, "name"),
-        ({"name": {"k": 1}, "scopes": ["project:read"]}, "name"),
+        ({"name": "k", "scopes": "project:read"}, "scopes", "invalid_type"),
+        ({"name": "k", "scopes": {"project:read": True}}, "scopes", "invalid_type"),
+        ({"name": "k", "scopes": 7}, "scopes", "invalid_type"),
+        ({"name": "k", "scopes": None}, "scopes", "invalid"),
+        ({"name": "k", "scopes": [["project:read"]]}, "scopes", "invalid_type"),
+        ({"name": "k", "scopes": [None]}, "scopes", "invalid"),
+        ({"name": "k", "scopes": ["not:a-scope"]}, "scopes", "invalid"),
+        ({"name": ["k"], "scopes": ["project:read"]}, "name", "invalid_type"),
+        ({"name": {"k": 1}, "scopes": ["project:read"]}, "name", "invalid_type"),
+        ({"name": 5, "scopes": ["project:read"]}, "name", "invalid_type"),
     ],
 )
-def test_api_key_fields_of_the_wrong_type(tenant_a, body, field):
-    assert_invalid(tenant_a.client().post("/api/v1/api-keys", body), field)
+def test_api_key_fields_of_the_wrong_type(tenant_a, body, field, code):
+    assert_invalid(tenant_a.client().post("/api/v1/api-keys", body), field, code=code)
+
+
+# A partner's client that sends the wrong JSON type hears so, on each kind of field (config.json_input).
+# The rule for every operation is checked by the schema walk in config/tests/test_api_schemathesis.py.
+
+
+def test_a_job_duration_as_a_string_is_refused(tenant_a):
+    project = tenant_a.project("Typed")
+    body = {"project": str(project.pk), "topic": "A lighthouse keeper", "options": {"duration_s": "30"}}
+    error = assert_invalid(tenant_a.key_client().post("/api/v1/jobs", body), "options", code="invalid_type")
+    assert error["fields"] == {"options": {"duration_s": ["Expected a number, got a string."]}}
+
+
+def test_a_job_project_given_as_an_integer_is_refused(tenant_a):
+    """DRF's UUIDField read an integer as UUID(int=...)."""
+    body = {"project": 5, "topic": "A lighthouse keeper", "priority": "5"}
+    error = assert_invalid(tenant_a.key_client().post("/api/v1/jobs", body), "project", "priority",
+                           code="invalid_type")
+    assert error["fields"]["priority"] == ["Expected an integer, got a string."]
+
+
+@pytest.mark.parametrize("is_active", [1, 0, "true", "false"])
+def test_a_webhook_is_active_that_is_no_boolean_is_refused(tenant_a, is_active):
+    client = tenant_a.key_client()
+    body = {"url": "https://hooks.example.test/in", "events": ["job.completed"], "is_active": is_active}
+    error = assert_invalid(client.post("/api/v1/webhooks", body), "is_active", code="invalid_type")
+    assert error["fields"]["is_active"] == [f"Expected a boolean (true or false), got "
+                                            f"{'a number' if isinstance(is_active, int) else 'a string'}."]
+
+
+def test_api_key_scopes_as_a_string_are_refused(tenant_a):
+    error = assert_invalid(tenant_a.key_client().post("/api/v1/api-keys", {"name": "k", "scopes": "project:read"}),
+                           "scopes", code="invalid_type")
+    assert error["fields"]["scopes"] == ["Expected an array, got a string."]
+
+
+@pytest.mark.parametrize("budget", [100, 12.5, "1e3", " 5", "-"], ids=["int", "float", "exponent", "space", "sign"])
+def test_money_is_a_decimal_string(tenant_a, budget):
+    response = tenant_a.key_client().patch("/api/v1/generation-policy", {"monthly_budget": budget})
+    assert_invalid(response, "monthly_budget", code="invalid_type")
+    assert tenant_a.key_client().patch("/api/v1/generation-policy", {"monthly_budget": "12.50"}).status_code == 200
+
+
+def test_template_settings_are_checked_as_the_schema_states(tenant_a):
+    """`settings` is an object field whose schema is the template settings: its values are typed too."""
+    body = {"name": "T", "settings": {"shots": "4", "approval_required": 1, "providers": {"text": "offline"},
+                                      "prompts": {"style": 7}}}
+    error = assert_invalid(tenant_a.key_client().post("/api/v1/templates", body), "settings", code="invalid_type")
+    assert set(error["fields"]["settings"]) == {"shots", "approval_required", "providers", "prompts"}
+    assert error["fields"]["settings"]["providers"] == {"text": ["Expected an array, got a string."]}
+
+
+def test_type_errors_come_alone_before_the_other_rules(tenant_a):
+    """A wrong type is reported with code invalid_type; other problems of the same body wait for the
+    next try (the types decide how the rest would even be read)."""
+    error = assert_invalid(tenant_a.key_client().post("/api/v1/projects", {"description": 5}), "description",
+                           code="invalid_type")
+    assert "name" not in error["fields"]
+
 
 
 def test_an_api_key_needs_at_least_one_scope(tenant_a):
@@ -321,8 +392,10 @@ def test_no_credentials_at_all_is_401():
 def test_an_invalid_role(tenant_a, role):
     client = tenant_a.client()
     target = tenant_a.member("viewer")
-    assert_invalid(client.patch(f"/api/v1/members/{member_id(tenant_a, target)}", {"role": role}), "role")
-    assert_invalid(client.post("/api/v1/invitations", {"email": "new@example.test", "role": role}), "role")
+    code = text_code(role)
+    assert_invalid(client.patch(f"/api/v1/members/{member_id(tenant_a, target)}", {"role": role}), "role", code=code)
+    assert_invalid(client.post("/api/v1/invitations", {"email": "new@example.test", "role": role}), "role",
+                   code=code)
     with tenant_scope(tenant_a.organization):
         assert Membership.objects.get(user=target).role == "viewer"
         assert not Invitation.objects.exists()
@@ -338,7 +411,7 @@ def test_a_member_change_without_a_role(tenant_a):
                                    "x" * 250 + "@example.test"])
 def test_an_invalid_invitation_email(tenant_a, email):
     response = tenant_a.client().post("/api/v1/invitations", {"email": email, "role": "viewer"})
-    assert_invalid(response, "email")
+    assert_invalid(response, "email", code=text_code(email))
 
 
 def test_inviting_a_member_or_inviting_twice_is_a_conflict(tenant_a):
@@ -389,7 +462,7 @@ def test_accepting_an_unknown_token_is_404(db, token):
     ({"token": "t", "password": ["p"]}, "password"), ({"token": "t", "full_name": "n" * 151}, "full_name"),
 ])
 def test_accepting_with_bad_fields(db, body, field):
-    assert_invalid(APIClient().post("/api/v1/invitations/accept", body), field)
+    assert_invalid(APIClient().post("/api/v1/invitations/accept", body), field, code=text_code(body.get(field)))
 
 
 def test_accepting_without_a_password_or_with_a_weak_one(tenant_a):

@@ -10,6 +10,8 @@ Below it, regression tests for what the fuzzing found, in plain requests.
 """
 from __future__ import annotations
 
+import json
+import re
 import socket
 
 import pytest
@@ -129,6 +131,126 @@ def test_the_fuzzing_names_real_objects(api_world):
              for method in operation.values() if isinstance(method, dict)
              for parameter in method.get("parameters", []) if parameter["in"] == "path"}
     assert names and names <= set(_real_ids), names - set(_real_ids)
+
+
+# --- wrong JSON types, on every operation ---------------------------------------------------------
+
+# For each JSON type the schema states, values of other types a partner's client may send by mistake:
+# text for numbers and booleans, numbers for text, 0/1 for booleans, objects and arrays swapped.
+WRONG_TYPES = {
+    "string": [123, 1.5, True, {}, []],
+    "integer": ["5", 5.5, True, {}, []],
+    "number": ["5", True, {}, []],
+    "boolean": [0, 1, "true", {}, []],
+    "array": ["x", 1, {}],
+    "object": ["x", 1, []],
+}
+_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+
+
+def _resolve(node: dict) -> dict:
+    """The node with its `$ref` (and a single `allOf`, as drf-spectacular wraps a described ref) followed."""
+    components = schema.raw_schema["components"]["schemas"]
+    while True:
+        if "$ref" in node:
+            node = components[node["$ref"].rsplit("/", 1)[-1]]
+        elif len(node.get("allOf", ())) == 1:
+            node = {**{k: v for k, v in node.items() if k != "allOf"}, **node["allOf"][0]}
+        else:
+            return node
+
+
+def _types(node: dict) -> set[str]:
+    node = _resolve(node)
+    if "type" in node:
+        return {node["type"]}
+    if "enum" in node:
+        return {next(k for k, t in _JSON_TYPES.items() if isinstance(v, t)) for v in node["enum"] if v is not None}
+    return set().union(*(_types(member) for member in node.get("oneOf", node.get("anyOf", []))))
+
+
+def _of_type(value, types: set[str]) -> bool:
+    if isinstance(value, bool):
+        return "boolean" in types
+    if isinstance(value, int) and "integer" in types:
+        return True
+    return any(isinstance(value, _JSON_TYPES[name]) for name in types if name not in ("boolean", "integer"))
+
+
+def _mismatches(node: dict, path: tuple = ()):
+    """(path, wrong value) for every property of an object schema, nested objects' and arrays' items too."""
+    node = _resolve(node)
+    for name, prop in node.get("properties", {}).items():
+        if _resolve(prop).get("readOnly"):
+            continue
+        yield from _value_mismatches(prop, (*path, name))
+
+
+def _value_mismatches(prop: dict, path: tuple):
+    types = _types(prop)
+    for json_type in sorted(types):
+        for value in WRONG_TYPES[json_type]:
+            if not _of_type(value, types):
+                yield path, value
+    prop = _resolve(prop)
+    if "object" in types:
+        yield from _mismatches(prop, path)
+    if "array" in types and "items" in prop:
+        yield from _value_mismatches(prop["items"], (*path, 0))
+
+
+def _body(path: tuple, value):
+    for step in reversed(path):
+        value = [value] if isinstance(step, int) else {step: value}
+    return value
+
+
+def _names(fields, path: tuple) -> bool:
+    for step in path:
+        if not isinstance(fields, dict) or str(step) not in fields:
+            return False
+        fields = fields[str(step)]
+    return bool(fields)
+
+
+def _json_body_operations():
+    for path, operations in schema.raw_schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            if "application/json" in content:
+                yield method, path, content["application/json"]["schema"]
+
+
+def test_every_operation_refuses_wrong_json_types(api_world):
+    """Each property of every JSON body, in turn, with a value of another JSON type: never accepted,
+    never a server error, always 400 `invalid_type` naming the property (config.json_input)."""
+    client = Client()
+    operations = list(_json_body_operations())
+    counts = {"cases": 0, "server errors": 0, "accepted wrong types": 0, "refused without naming the field": 0}
+    failures = []
+    for method, template, body_schema in operations:
+        url = template
+        for name in re.findall(r"{(\w+)}", template):
+            url = url.replace(f"{{{name}}}", _real_ids[name])
+        cases = list(_mismatches(body_schema))
+        assert cases, f"{method.upper()} {template}: no property to give a wrong type"
+        for path, value in cases:
+            counts["cases"] += 1
+            response = client.generic(method.upper(), url, json.dumps(_body(path, value)),
+                                      content_type="application/json", headers=api_world)
+            if response.status_code >= 500:
+                counts["server errors"] += 1
+            elif response.status_code < 400:
+                counts["accepted wrong types"] += 1
+            else:
+                error = response.json()["error"]
+                if error["code"] == "invalid_type" and _names(error["fields"], path):
+                    continue
+                counts["refused without naming the field"] += 1
+            failures.append((method.upper(), template, path, value, response.status_code, response.content[:200]))
+    print(f"wrong JSON types: {len(operations)} operations, {counts['cases']} cases; "
+          + ", ".join(f"{number} {what}" for what, number in counts.items() if what != "cases"))
+    assert not failures, failures[:20]
 
 
 # --- what the fuzzing found ----------------------------------------------------------------------

@@ -137,13 +137,11 @@ def test_a_taken_name_is_a_conflict(tenant_a, tenant_b):
     ({"duration_s": 301}, "duration_s", None),
     ({"duration_s": 5, "shots": 12}, "shots", None),  # 12 shots cannot fit in 5 s
     ({"style": "baroque"}, "style", None),
-    ({"approval_required": "maybe"}, "approval_required", None),
     ({"providers": {"text": ["gpt-5"]}}, "providers", "text"),
     ({"providers": {"text": ["diffusers"]}}, "providers", "text"),  # diffusers makes no text
     ({"providers": {"image": ["offline", "offline"]}}, "providers", "image"),
     ({"providers": {"video": []}}, "providers", "video"),
     ({"providers": {"music": ["offline"]}}, "providers", "music"),
-    ({"providers": ["offline"]}, "providers", None),
     ({"prompts": {"script": "x" * 2001}}, "prompts", "script"),
     ({"prompts": {"compose": "louder"}}, "prompts", "compose"),
     ({"aspectratio": "9:16"}, "aspectratio", None),  # a misspelt key is refused, not ignored
@@ -168,8 +166,29 @@ def test_invalid_settings_on_change_add_no_version(tenant_a):
     assert after["current_version"] == 1 and after["name"] == "Teaser"
 
 
+@pytest.mark.parametrize("bad, field", [
+    ({"approval_required": "maybe"}, "approval_required"),
+    ({"approval_required": 1}, "approval_required"),
+    ({"providers": ["offline"]}, "providers"),
+    ({"shots": "6"}, "shots"),
+])
+def test_settings_of_the_wrong_json_type_are_a_400(tenant_a, bad, field):
+    """The settings' schema states their JSON types; a JSON body is held to them (config.json_input)."""
+    response = tenant_a.client().post(API, {"name": "Bad", "settings": bad})
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_type" and list(error["fields"]["settings"]) == [field]
+    with tenant_scope(tenant_a.organization):
+        assert not Template.objects.exists()
+
+
+def test_settings_that_are_no_object_are_a_400(tenant_a):
+    response = tenant_a.client().post(API, {"name": "X", "settings": "16:9"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_type"
+
+
 @pytest.mark.parametrize("body", [
-    {"name": "X", "settings": "16:9"}, {"name": "X", "settings": None}, {"name": ""}, {"settings": {}},
+    {"name": "X", "settings": None}, {"name": ""}, {"settings": {}},
     {"name": "X", "settings": {"voice": "a\x00b"}},
 ])
 def test_malformed_bodies_are_a_400_not_a_500(tenant_a, body):
@@ -270,6 +289,46 @@ def test_a_public_template_is_readable_and_duplicable_but_not_writable_by_others
     with tenant_scope(tenant_a.organization):
         templates.template_update(template=template, actor=Actor(user=tenant_a.owner), is_public=False)
     assert b.get(url).status_code == 404 and b.get(f"{API}/{copy['id']}").status_code == 200
+
+
+def test_others_read_only_the_versions_published_publicly_never_the_earlier_private_ones(tenant_a, tenant_b):
+    template = make_template(tenant_a, name="Secret recipe", settings={"shots": 6})  # v1, private
+    actor = Actor(user=tenant_a.owner)
+
+    def update(**changes):
+        with tenant_scope(tenant_a.organization):
+            templates.template_update(template=template, actor=actor, **changes)
+
+    update(settings={"shots": 5})                            # v2, private
+    update(is_public=True)                                   # v2 published as it stands
+    update(settings={"shots": 4})                            # v3, made while public
+    update(is_public=False)
+    update(settings={"shots": 3})                            # v4, private again
+    update(settings={"shots": 2}, is_public=True)            # v5, published with the change
+    published, private = [5, 3, 2], [1, 4]
+
+    b = tenant_b.client()
+    portal = tenant_b.client()
+    url = f"{API}/{template.pk}"
+    body = b.get(url).json()
+    assert body["current_version"] == 5 and body["settings"]["shots"] == 2
+    assert [v["version"] for v in body["versions"]] == published
+    for version in published:
+        assert b.get(f"{url}/versions/{version}").status_code == 200
+        assert portal.get(f"/templates/{template.pk}/?version={version}").status_code == 200
+    for version in private:
+        response = b.get(f"{url}/versions/{version}")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+        assert portal.get(f"/templates/{template.pk}/?version={version}").status_code == 404
+        with pytest.raises(NotFound):
+            templates.template_get_for_use(organization=tenant_b.organization, template_id=template.pk,
+                                           version=version)
+    page = portal.get(f"/templates/{template.pk}/").content.decode()
+    assert "Version 5" in page and "Version 3" in page and "Version 1" not in page and "Version 4" not in page
+    # Its own studio still reads every version.
+    a = tenant_a.client()
+    assert [v["version"] for v in a.get(url).json()["versions"]] == [5, 4, 3, 2, 1]
+    assert all(a.get(f"{url}/versions/{v}").status_code == 200 for v in private)
 
 
 def test_listing_never_shows_another_organizations_private_templates(tenant_a, tenant_b):
