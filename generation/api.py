@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
 from config.errors import NotFound
+from config.json_input import StrictSerializer
 from generation import selectors, services
 from generation.downloads import file_response
 from generation.models import Job, JobStatus
@@ -25,7 +26,7 @@ class JobOptionsIn(serializers.Serializer):
     voice = serializers.CharField(required=False, allow_blank=True, max_length=40)
 
 
-class JobIn(serializers.Serializer):
+class JobIn(StrictSerializer):
     project = serializers.UUIDField()
     topic = serializers.CharField(max_length=2000, min_length=3)
     style = serializers.ChoiceField(choices=STYLE_NAMES, required=False, allow_blank=True, default="")
@@ -195,7 +196,7 @@ class JobApproveView(JobView):
         return self.respond(services.job_approve(job=self.job(job_id), actor=request.actor))
 
 
-class ShotIn(serializers.Serializer):
+class ShotIn(StrictSerializer):
     description = serializers.CharField(max_length=2000, required=False)
     dialogue = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     camera_movement = serializers.ChoiceField(choices=CAMERA_MOVEMENTS, required=False)
@@ -236,6 +237,7 @@ def _file_schema(content_type: str):
 
 class JobFileView(JobView):
     required_scopes = {"GET": "job:read"}
+    error_statuses = {"GET": (409,)}  # rights_hold: held for a possible infringement
     kind = "video"
     content_type = "video/mp4"
 

@@ -138,8 +138,10 @@ def step_params(job: Job, step: Step, inputs: dict[tuple, Artifact]) -> dict:
     """Everything that determines the step's output, besides the upstream content hashes."""
     options = job.options
     prompts = (job.template_snapshot.get("settings") or {}).get("prompts") or {}
+    # The organization: providers may make its output differ from another's for the same request (the
+    # offline renderer seeds with it, so studios never get byte-identical animatics).
     params = {"stage": step.stage, "provider": step_provider_name(job, step), "regeneration": step.regeneration,
-              "prompt": prompts.get(step.stage, "")}
+              "prompt": prompts.get(step.stage, ""), "organization": job.organization_id}
     if step.stage == Stage.STYLE:
         params.update(topic=job.topic, style=job.style)
     elif step.stage in (Stage.SCRIPT, Stage.STORYBOARD):
@@ -329,10 +331,12 @@ def lease_seconds() -> int:
 def step_claim_next(*, queue: str, worker: str) -> Step | None:
     """Claim the next step of `queue` for `worker`, fairly between organizations: the organization
     with the fewest running steps goes first, then the one served least in the last minute, then
-    the job priority, then the oldest step. So one studio's hundred jobs can't starve another's one."""
+    the job priority, then the oldest step. So one studio's hundred jobs can't starve another's one.
+    A suspended organization's steps are not claimed: they wait, queued, and `steps_resume` wakes
+    them when it is reinstated (its steps already running finish)."""
     now = timezone.now()
     with dangerously_unscoped():
-        ready = Step.objects.filter(queue=queue, status=StepStatus.QUEUED).filter(
+        ready = Step.objects.filter(queue=queue, status=StepStatus.QUEUED, organization__is_suspended=False).filter(
             Q(available_at__isnull=True) | Q(available_at__lte=now))
         heads = list(ready.values("organization_id").annotate(oldest=Min("queued_at"), top=Max("priority")))
         if not heads:
@@ -397,8 +401,10 @@ def steps_requeue_expired() -> list[str]:
                 requeued.append(str(step_id))
         # A queued step whose wake-up message was lost (broker outage, a message spent on another
         # step) is woken again; extra wake-ups are harmless, since a claim takes only ready steps.
-        stale = Step.objects.filter(status=StepStatus.QUEUED, queued_at__lt=now - timedelta(
-            seconds=settings.STEP_REDISPATCH_S)).filter(Q(available_at__isnull=True) | Q(available_at__lte=now))
+        # A suspended organization's steps are left asleep (no worker would take them).
+        stale = Step.objects.filter(status=StepStatus.QUEUED, organization__is_suspended=False,
+                                    queued_at__lt=now - timedelta(seconds=settings.STEP_REDISPATCH_S)).filter(
+            Q(available_at__isnull=True) | Q(available_at__lte=now))
         stale_ids = [str(step_id) for step_id in stale.values_list("id", flat=True)[:500]]
         if stale_ids:
             Step.objects.filter(pk__in=stale_ids, status=StepStatus.QUEUED).update(queued_at=now)
@@ -408,6 +414,23 @@ def steps_requeue_expired() -> list[str]:
 
         steps_dispatch(requeued)
     return requeued
+
+
+def steps_resume(*, organization_id: int) -> list[str]:
+    """Wake the queued steps of an organization that was just reinstated: while it was suspended
+    workers passed them over, and their wake-up messages were spent. Extra wake-ups are harmless."""
+    now = timezone.now()
+    with dangerously_unscoped():
+        waiting = Step.objects.filter(organization_id=organization_id, status=StepStatus.QUEUED).filter(
+            Q(available_at__isnull=True) | Q(available_at__lte=now))
+        ids = [str(step_id) for step_id in waiting.values_list("id", flat=True)]
+        if ids:
+            Step.objects.filter(pk__in=ids, status=StepStatus.QUEUED).update(queued_at=now)
+    if ids:
+        from generation.dispatch import steps_dispatch
+
+        steps_dispatch(ids)
+    return ids
 
 
 def jobs_advance_stalled(*, limit: int = 100) -> list[str]:

@@ -4,7 +4,16 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from generation import pipeline
+from config.errors import Conflict
 from generation.models import Artifact, Job, JobEvent, Stage, StepStatus
+
+
+class RightsHeld(Conflict):
+    code = "rights_hold"
+
+    def __init__(self):
+        super().__init__("The job is held for a possible infringement: an operator must release it first.",
+                         code=self.code)
 
 
 def job_list(*, status: str = "", project_id=None) -> QuerySet[Job]:
@@ -39,7 +48,11 @@ def job_shots(job: Job) -> list[dict]:
 def job_file(job: Job, kind: str, shot: int = 0):
     """The file behind a job's download: for the video, the current run's protected file once the rights
     stages made it (the watermarked, signed file is what leaves the platform), else its composed one; the
-    thumbnail; a shot's first frame. None when there is none yet."""
+    thumbnail; a shot's first frame. None when there is none yet. While the job is held for a possible
+    infringement its video and thumbnail are served to no one (RightsHeld, 409 `rights_hold`): they are
+    the copy in question, and an operator has not released it yet."""
+    if kind in ("video", "thumbnail") and pipeline.rights_on_hold(job):
+        raise RightsHeld()
     if kind == "video":
         from rights.models import Content
 

@@ -255,6 +255,10 @@ def shot_regenerate(*, job: Job, number: int, actor: Actor) -> Job:
 @transaction.atomic
 def job_approve(*, job: Job, actor: Actor) -> Job:
     job = _locked(job)
+    if pipeline.rights_on_hold(job):
+        # It waits for an operator's decision on a possible infringement, which no approval replaces.
+        raise Conflict("The job is held for a possible infringement of another studio's content; an operator "
+                       "must release it.", code="rights_hold")
     if job.status != JobStatus.AWAITING_APPROVAL:
         raise Conflict("The job is not waiting for approval.", code="not_awaiting_approval")
     job.approved_at = timezone.now()

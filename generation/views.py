@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -20,7 +20,7 @@ from django.views import View
 from accounts.decorators import requires_scope
 from accounts.portal import flash_refused, form_refused, portal_actor
 from config.errors import DomainError
-from generation import selectors, services
+from generation import pipeline, selectors, services
 from generation.budgets import money
 from generation.downloads import file_response
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, StepStatus
@@ -112,7 +112,8 @@ def job_context(request, job: Job) -> dict:
         # Money is written as everywhere else in the portal (budgets.money: 12.50, 0.0042).
         "spent": money(job.cost if status == JobStatus.COMPLETED else sum((s.cost for s in steps), Decimal("0"))),
         "estimated_cost": money(job.estimated_cost),
-        "has_video": video is not None,
+        # A job held for a possible infringement serves no video (selectors.job_file) until released.
+        "has_video": video is not None and not pipeline.rights_on_hold(job),
         # The URL changes when the served file does: a recompose, or protection replacing the composed file.
         "video_version": f"{video.pk}-{protect.status}" if video is not None and protect else (video and video.pk),
         "video_metadata": (video.data or {}).get("metadata", {}) if video is not None else {},
@@ -305,7 +306,10 @@ class JobFileView(JobPortalView):
 
     def get(self, request, job_id, number: int = 0):
         job = self.job(job_id)
-        field_file = selectors.job_file(job, self.kind, number)
+        try:
+            field_file = selectors.job_file(job, self.kind, number)
+        except selectors.RightsHeld as exc:
+            return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
         if field_file is None:
             raise Http404(f"no {self.kind} yet")
         return file_response(request, field_file, content_type=self.content_type,

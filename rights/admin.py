@@ -22,9 +22,34 @@ class ContentAdmin(AuditedAdmin):
     list_select_related = ["organization"]
     readonly_fields = ["organization", "content_id", "kind", "source", "job", "sha256", "original_sha256",
                        "mime_type", "width", "height", "duration_s", "watermark", "c2pa", "fingerprint_count",
-                       "timings", "created_at", "created_by", "original", "protected"]
+                       "timings", "rights_hold", "created_at", "created_by", "original", "protected"]
     fields = ["title", *readonly_fields]
     inlines = [RegistrationInline]
+    actions = ["release_rights_hold", "reject_rights_hold"]
+
+    def _decide(self, request, queryset, service, verb):
+        from config.errors import DomainError
+
+        done = 0
+        for content in queryset:
+            try:
+                service(content=content, actor=operator(request))
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{content}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"{verb} {done} upload(s).", messages.SUCCESS)
+
+    @admin.action(description="Release the infringement hold: register the selected uploads anyway")
+    def release_rights_hold(self, request, queryset):
+        from rights.services import asset_hold_release
+
+        self._decide(request, queryset, asset_hold_release, "Released")
+
+    @admin.action(description="Reject the held uploads: never registered, never public")
+    def reject_rights_hold(self, request, queryset):
+        from rights.services import asset_hold_reject
+
+        self._decide(request, queryset, asset_hold_reject, "Rejected")
 
 
 @admin.register(Registration)

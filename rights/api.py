@@ -14,10 +14,11 @@ from rest_framework.response import Response
 
 from accounts.api.base import PublicAPIView
 from accounts.api.permissions import PUBLIC
-from accounts.api.throttling import PlatformRateThrottle, _hit
+from accounts.api.throttling import PlatformRateThrottle, rate_hit
 from accounts.audit import client_ip
 from config.parsers import JSONParser
 from config.errors import DomainError, NotFound
+from config.json_input import INVALID_TYPE, type_error
 from rights import verification
 
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -41,7 +42,7 @@ class VerifyRateThrottle(PlatformRateThrottle):
     """Verification decodes media: a tighter limit per address on top of the general one."""
 
     def allow_request(self, request, view) -> bool:
-        self._wait = _hit("verify", client_ip(request) or "unknown", settings.API_RATE_LIMITS["verify"])
+        self._wait = rate_hit("verify", client_ip(request) or "unknown", settings.API_RATE_LIMITS["verify"])
         return self._wait == 0
 
 
@@ -53,10 +54,15 @@ VERIFY_HASH = {"type": "object", "required": ["sha256"],
 
 class VerifyView(PublicAPIView):
     """Anyone: upload an image or video (multipart `file`) or give `{"sha256": ...}`; learn who
-    registered it, by which evidence, with the on-chain proof checked now."""
+    registered it, by which evidence, with the on-chain proof checked now. Only confirmed registrations
+    are named: `owner` and `original` are the earliest one found, `matches` its evidence, and any later
+    registration of the same picture is under `later_registrations` with its `relation`
+    (rights.verification.verification_answer)."""
 
     required_scopes = {"POST": PUBLIC}
-    error_statuses = {"POST": (413, 415)}  # too large; not a PNG, JPEG or MP4
+    # too large (the file, or what its headers declare); not a PNG, JPEG or MP4 or an unexpected stream
+    # layout; busy (every decode slot taken, Retry-After) or over the time budget
+    error_statuses = {"POST": (413, 415, 503)}
     parser_classes = [JSONParser, parsers.MultiPartParser]
     throttle_classes = [VerifyRateThrottle]
 
@@ -75,13 +81,16 @@ class VerifyView(PublicAPIView):
                 shutil.rmtree(work, ignore_errors=True)
         else:
             data = request.data if isinstance(request.data, dict) else {}
-            sha256 = str(data.get("sha256", "")).strip()
+            sha256 = data.get("sha256", "")
+            if not isinstance(sha256, str):  # a JSON type is checked as the serializers do (config.json_input)
+                raise DomainError("Some fields have the wrong JSON type; `error.fields` names them.",
+                                  code=INVALID_TYPE, fields={"sha256": type_error("a string", sha256)})
+            sha256 = sha256.strip()
             if not SHA256.match(sha256):
                 raise DomainError("Give a file, or a SHA-256 as 64 hexadecimal characters.",
                                   fields={"sha256": ["64 hexadecimal characters"]})
             matches = verification.find_by_hash(sha256)
-        return Response({"verdict": "registered" if matches else "not_found",
-                         "matches": [verification.match_public(match) for match in matches]})
+        return Response(verification.verification_answer(matches))
 
 
 class CertificateView(PublicAPIView):
@@ -91,10 +100,8 @@ class CertificateView(PublicAPIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, content_id: str):
-        contents = verification._contents_by_id(content_id=content_id[:16])
-        if not contents:
-            raise NotFound("No such content.")
-        return Response(verification.match_public(verification.Match(contents[0], "content_id", 1.0)))
+        content = verification.certificate_content(content_id)
+        return Response(verification.match_public(verification.Match(content, "content_id", 1.0)))
 
 
 from django.urls import path  # noqa: E402
@@ -127,11 +134,17 @@ class AssetOut(serializers.ModelSerializer):
         return content_rights(content=content, request=self.context.get("request"))
 
 
+def hold_message(infringements: list[dict]) -> str:
+    owners = ", ".join(sorted({match["owner"] for match in infringements}))
+    return (f"Held before registration: this file matches content registered earlier by {owners}. It is not "
+            "registered or public until an operator reviews it.")
+
+
 class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
     """Protect and register an existing image or video (multipart `file`, optional `title`)."""
 
     required_scopes = {"GET": "rights:read", "POST": "rights:register"}
-    error_statuses = {"POST": (413, 415)}  # too large; not an image or video
+    error_statuses = {"POST": (413, 415, 503)}  # too large; not an image or video; over the time budget
     serializer_class = AssetOut
     parser_classes = [parsers.MultiPartParser]
 
@@ -159,6 +172,10 @@ class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
         content = self.get_queryset().get(pk=protected.content.pk)
         body = AssetOut(content, context={"request": request}).data
         body["infringements"] = protected.infringements
+        # Held (rights.services.asset_protect): not registered nor public until an operator decides.
+        body["held"] = protected.held
+        if protected.held:
+            body["hold_message"] = hold_message(protected.infringements)
         return Response(body, status=status.HTTP_201_CREATED)
 
 

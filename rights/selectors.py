@@ -1,7 +1,37 @@
 """Reads of the rights app."""
 from __future__ import annotations
 
-from rights.models import Content
+from rights.models import Content, RegistrationStatus
+
+
+HELD, RELEASED, REJECTED = "held", "released", "rejected"
+
+
+def content_hold(content: Content, *, job=None) -> dict:
+    """The infringement hold on a content: an upload's own, or its job's for a generated output."""
+    if content.rights_hold:
+        return content.rights_hold
+    job = job if job is not None else (content.job if content.job_id else None)
+    return (job.rights_hold or {}) if job is not None else {}
+
+
+def hold_state(hold: dict) -> str:
+    """'' (never held), held (waiting for an operator), released or rejected."""
+    if not hold.get("matches"):
+        return ""
+    if hold.get("rejected_at"):
+        return REJECTED
+    return RELEASED if hold.get("cleared_at") else HELD
+
+
+def content_claims(content: Content) -> bool:
+    """Whether the content stands as its organization's claim, against which later uploads and outputs
+    are checked for infringement: not revoked, not waiting on a hold and not rejected. A pending
+    registration counts (its content was recorded first, and a copy must not slip in before it settles)."""
+    registration = getattr(content, "registration", None)
+    if registration is not None and registration.status == RegistrationStatus.REVOKED:
+        return False
+    return hold_state(content_hold(content)) not in (HELD, REJECTED)
 
 
 def content_rights(*, job=None, content: Content | None = None, request=None) -> dict | None:
@@ -14,6 +44,11 @@ def content_rights(*, job=None, content: Content | None = None, request=None) ->
     from rights.verification import registration_public
 
     registration = getattr(content, "registration", None)
+    hold = content_hold(content, job=job)
+    # The certificate is public once the content is registered (rights.verification.certificate_content).
+    from rights.verification import CERTIFIED
+
+    public = registration is not None and registration.status in CERTIFIED
     certificate = f"/certificates/{content.content_id}/"
     return {
         "content_id": content.content_id,
@@ -22,6 +57,7 @@ def content_rights(*, job=None, content: Content | None = None, request=None) ->
         "fingerprint_count": content.fingerprint_count,
         "c2pa": content.c2pa,
         "registration": registration_public(registration) if registration else None,
-        "certificate_url": request.build_absolute_uri(certificate) if request else certificate,
-        "hold": job.rights_hold if job is not None else {},
+        "certificate_url": (request.build_absolute_uri(certificate) if request else certificate) if public else None,
+        "hold": hold,
+        "hold_state": hold_state(hold),
     }

@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 
 from accounts.tenancy import dangerously_unscoped
-from config.errors import DomainError
+from config.errors import DomainError, NotFound
 from generation.media import sha256_file
-from rights.models import Content
+from rights import media_limits
+from rights.models import Content, RegistrationStatus
 
 logger = logging.getLogger(__name__)
 
 PNG, JPEG, MP4 = "image/png", "image/jpeg", "video/mp4"
-MAX_IMAGE_PIXELS = 40_000_000  # 8K x 5K; larger headers are refused before decoding
 
 
 class VerifyRefused(DomainError):
@@ -37,8 +38,10 @@ def sniff(head: bytes) -> str | None:
 
 
 def check_upload(path: Path) -> str:
-    """Refuse what we will not decode: unknown types, images whose header claims too many pixels,
-    videos ffmpeg cannot read. Returns the mime type."""
+    """Refuse what we will not decode, before decoding it: unknown types, images whose header claims
+    more than MEDIA_MAX_IMAGE_PIXELS, videos over the media limits or in an unexpected stream layout
+    (rights.media_limits.media_check_video), files Pillow or ffmpeg cannot read. Returns the mime type.
+    Every upload path calls it: verification, asset uploads (API and portal) and `manage.py protect`."""
     size = path.stat().st_size
     if size == 0:
         raise VerifyRefused("The file is empty.", code="empty_file")
@@ -56,22 +59,29 @@ def check_upload(path: Path) -> str:
             raise VerifyRefused("The image is too large.", code="image_too_large", status=413) from None
         except Exception:
             raise VerifyRefused("The image cannot be read.", code="unreadable_file") from None
-        if width * height > MAX_IMAGE_PIXELS:
+        if width * height > settings.MEDIA_MAX_IMAGE_PIXELS:
             raise VerifyRefused(f"The image is too large ({width}x{height}).", code="image_too_large", status=413)
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as image:  # in this process, so only once the size is known to be bounded
                 image.load()
         except Exception:
             raise VerifyRefused("The image is truncated or damaged.", code="unreadable_file") from None
     else:
         from generation import media
 
+        media_limits.media_check_video(path)
+        # The decoder's view of the stream (ffmpeg decodes its first frames here), bounded in memory and
+        # time: a coded frame size larger than the container declared is refused too.
         try:
-            meta = media.probe(path)
+            with media_limits.media_budget(settings.MEDIA_PROBE_TIMEOUT_S):
+                meta = media.probe(path)
+        except DomainError:
+            raise
         except Exception:
             raise VerifyRefused("The video cannot be read.", code="unreadable_file") from None
         if not meta.get("width") or not meta.get("duration_s"):
             raise VerifyRefused("The video is truncated or has no picture.", code="unreadable_file")
+        media_limits.media_check_frame(meta["width"], meta["height"], limit=settings.MEDIA_MAX_PIXELS)
     return mime
 
 
@@ -82,14 +92,25 @@ class Match:
     confidence: float
 
 
-def _contents_by_id(**lookup) -> list[Content]:
+def _contents_by_id(*conditions, **lookup) -> list[Content]:
+    """Contents whatever their state: for the infringement check, not for public answers."""
     with dangerously_unscoped():
         return list(Content.objects.select_related("organization", "registration", "registration__batch")
-                    .filter(**lookup))
+                    .filter(*conditions, **lookup))
+
+
+def public_contents(*conditions, **lookup) -> list[Content]:
+    """The contents a public answer may name: those whose registration is confirmed on chain. A held
+    content has no registration yet, a rejected one never gets one, a pending or anchored one is not
+    settled, and a revoked one was withdrawn: none of them is anyone's public claim of ownership."""
+    return _contents_by_id(*conditions, registration__status=RegistrationStatus.CONFIRMED, **lookup)
 
 
 def find_by_hash(sha256: str) -> list[Match]:
-    contents = _contents_by_id(sha256=sha256.lower()) or _contents_by_id(original_sha256=sha256.lower())
+    """One query: the protected file's hash, or the original's (an asset uploaded as it was)."""
+    sha256 = sha256.lower()
+    contents = public_contents(Q(sha256=sha256) | Q(original_sha256=sha256))
+    contents.sort(key=lambda content: content.sha256 != sha256)  # the protected file's own first
     return [Match(content, "exact_hash", 1.0) for content in contents]
 
 
@@ -99,7 +120,7 @@ def find_by_credential(path: Path) -> list[Match]:
     manifest = credential_read(path)
     if not manifest or not manifest.get("valid") or not manifest.get("content_id"):
         return []
-    return [Match(c, "c2pa", 0.99) for c in _contents_by_id(content_id=manifest["content_id"])]
+    return [Match(c, "c2pa", 0.99) for c in public_contents(content_id=manifest["content_id"])]
 
 
 def find_by_watermark(path: Path) -> list[Match]:
@@ -109,7 +130,7 @@ def find_by_watermark(path: Path) -> list[Match]:
     if not found.get("content_id"):
         return []
     return [Match(c, "watermark", round(float(found.get("confidence", 0)), 3))
-            for c in _contents_by_id(content_id=found["content_id"])]
+            for c in public_contents(content_id=found["content_id"])]
 
 
 def find_by_fingerprint(path: Path) -> list[Match]:
@@ -118,13 +139,13 @@ def find_by_fingerprint(path: Path) -> list[Match]:
     hashes = [value for _at, value in fingerprints_compute(path)]
     if not hashes:
         return []
+    searched = fingerprint_search(hashes, max_distance=settings.VERIFY_MAX_DISTANCE)
+    found = {match["content_id"]: match for match in searched if match["matched_fraction"] >= settings.VERIFY_MIN_FRACTION}
     matches = []
-    for found in fingerprint_search(hashes, max_distance=settings.VERIFY_MAX_DISTANCE):
-        if found["matched_fraction"] < settings.VERIFY_MIN_FRACTION:
-            continue
-        for content in _contents_by_id(pk=found["content_id"]):
-            confidence = found["matched_fraction"] * (1 - found["best_distance"] / 64)
-            matches.append(Match(content, "fingerprint", round(confidence, 3)))
+    for content in public_contents(pk__in=list(found)) if found else []:
+        hit = found[content.pk]
+        confidence = hit["matched_fraction"] * (1 - hit["best_distance"] / 64)
+        matches.append(Match(content, "fingerprint", round(confidence, 3)))
     return matches
 
 
@@ -132,6 +153,13 @@ METHODS = [("c2pa", find_by_credential), ("watermark", find_by_watermark), ("fin
 
 
 def verify_file(path: Path) -> list[Match]:
+    """Every match for an uploaded file. Anonymous and heavy, so it waits for one of the process's
+    VERIFY_CONCURRENCY slots and all its media work shares a VERIFY_DECODE_TIMEOUT_S budget."""
+    with media_limits.verify_slot(), media_limits.media_budget(settings.VERIFY_DECODE_TIMEOUT_S):
+        return _verify_checked_file(path)
+
+
+def _verify_checked_file(path: Path) -> list[Match]:
     check_upload(path)
     matches = find_by_hash(sha256_file(path))
     for name, method in METHODS:
@@ -145,9 +173,11 @@ def verify_file(path: Path) -> list[Match]:
 
 
 def _best_per_content(matches: list[Match]) -> list[Match]:
-    """Every method that found a content, strongest first; one entry per (content, method)."""
+    """One entry per (content, method), the contents in registration order (the original first, see
+    `registration_order`), each content's methods strongest first. Confidence ranks evidence within a
+    content, never one content above an earlier one: a copy that matches a crop better is still a copy."""
     seen, result = set(), []
-    for match in sorted(matches, key=lambda m: -m.confidence):
+    for match in sorted(matches, key=lambda m: (registration_order(m.content), -m.confidence)):
         key = (match.content.pk, match.method)
         if key not in seen:
             seen.add(key)
@@ -155,18 +185,86 @@ def _best_per_content(matches: list[Match]) -> list[Match]:
     return result
 
 
-def match_public(match: Match) -> dict:
-    """What anyone may learn: no project, topic or user names."""
-    content = match.content
+def registration_order(content: Content) -> tuple:
+    """Who came first: the time the platform recorded the content (it was fingerprinted and its
+    claim queued then, and later copies are checked against it from that moment), then when its
+    registration was queued; the content id breaks exact ties, so the answer never depends on the
+    order rows come back in."""
     registration = getattr(content, "registration", None)
+    return (content.created_at, registration.created_at if registration else content.created_at,
+            content.content_id)
+
+
+# How a later registration relates to the original the answer names.
+LATER_VERSION = "later_version"  # the original's owner registered it again: an edit, a re-upload
+LATER_COPY = "later_copy"  # another organization registered it later: a possible infringement
+
+
+def verification_answer(matches: list[Match]) -> dict:
+    """The public answer to "who owns this?": the earliest confirmed registration among the contents
+    found is the original, and its owner is the one `owner`. `matches` is the original's evidence (one
+    entry per method, the fields the answer always had); every other content found is listed under
+    `later_registrations` with its `relation` to the original, `registered_by` instead of `owner`."""
+    ranked = _best_per_content(matches)
+    if not ranked:
+        return {"verdict": "not_found", "owner": None, "original": None, "matches": [], "later_registrations": []}
+    facts: dict = {}  # content pk -> its public facts, the on-chain proof checked once per content
+    evidence: dict = {}
+    for match in ranked:
+        if match.content.pk not in facts:
+            facts[match.content.pk] = content_public(match.content)
+        evidence.setdefault(match.content.pk, []).append({"method": match.method, "confidence": match.confidence})
+    original = ranked[0].content
+    later = []
+    for pk, shown in facts.items():
+        if pk == original.pk:
+            continue
+        content = next(m.content for m in ranked if m.content.pk == pk)
+        same_owner = content.organization_id == original.organization_id
+        later.append({
+            "content_id": shown["content_id"], "registered_by": shown["owner"],
+            "registered_at": shown["registered_at"], "registration": shown["registration"],
+            "relation": LATER_VERSION if same_owner else LATER_COPY, "possible_infringement": not same_owner,
+            "original": original.content_id, "evidence": evidence[pk]})
+    return {
+        "verdict": "registered",
+        "owner": facts[original.pk]["owner"],
+        "original": {**facts[original.pk], "evidence": evidence[original.pk]},
+        "matches": [match_public(match, facts[original.pk]) for match in ranked if match.content.pk == original.pk],
+        "later_registrations": later,
+    }
+
+
+def content_public(content: Content) -> dict:
+    """What anyone may learn of a public content: no project, topic or user names."""
     return {
         "content_id": content.content_id,
-        "method": match.method,
-        "confidence": match.confidence,
         "owner": {"name": content.organization.public_name, "slug": content.organization.slug},
         "registered_at": content.created_at.isoformat(),
-        "registration": registration_public(registration),
+        "registration": registration_public(getattr(content, "registration", None)),
     }
+
+
+def match_public(match: Match, facts: dict | None = None) -> dict:
+    """One piece of evidence for a content, with the content's public facts (computed once by the caller
+    when it shows several)."""
+    facts = facts or content_public(match.content)
+    return {"content_id": facts["content_id"], "method": match.method, "confidence": match.confidence,
+            "owner": facts["owner"], "registered_at": facts["registered_at"], "registration": facts["registration"]}
+
+
+# A certificate is one content's page, not a ranking: it may show a registration on its way to the chain
+# (marked pending), since only a content that passed the infringement check gets a registration at all.
+CERTIFIED = (RegistrationStatus.PENDING, RegistrationStatus.ANCHORED, RegistrationStatus.CONFIRMED)
+
+
+def certificate_content(content_id: str) -> Content:
+    """The content behind a public certificate: registered (confirmed, or pending and shown so). A held or
+    rejected content (no registration) and a revoked one answer exactly like an unknown id."""
+    contents = _contents_by_id(content_id=content_id[:16], registration__status__in=CERTIFIED)
+    if not contents:
+        raise NotFound("No such content.")
+    return contents[0]
 
 
 def registration_public(registration) -> dict | None:

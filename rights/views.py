@@ -84,12 +84,16 @@ def asset_upload(request):
             form_refused(form, exc)
         return _asset_list_page(request, form, status=exc.status)
     url = reverse("rights:asset-detail", kwargs={"asset_id": content.pk})
-    if infringements:
+    held = bool(infringements)  # rights.services.asset_protect holds an upload that matches another's content
+    if held:
         owners = ", ".join(sorted({match["owner"] for match in infringements}))
-        messages.warning(request, _("This file resembles content registered by %(owners)s.") % {"owners": owners})
-    messages.success(request, _("Protected. Its registration is queued and will be anchored on chain shortly."))
+        messages.warning(request, _("Held before registration: this file matches content registered earlier by "
+                                    "%(owners)s. It is not registered or public until an operator reviews it.")
+                         % {"owners": owners})
+    else:
+        messages.success(request, _("Protected. Its registration is queued and will be anchored on chain shortly."))
     if _wants_json(request):
-        return JsonResponse({"url": url, "content_id": content.content_id}, status=201)
+        return JsonResponse({"url": url, "content_id": content.content_id, "held": held}, status=201)
     return redirect(url)
 
 
@@ -116,15 +120,22 @@ def asset_detail(request, asset_id):
         return HttpResponseNotAllowed(["GET"])
     if request.GET.get("file") == "protected":
         return _asset_file(request, content)
+    from rights.selectors import HELD, REJECTED, hold_state
+
     return render(request, "rights/asset_detail.html", {
-        "content": content, "rights": content_rights(content=content, request=request)})
+        "content": content, "rights": content_rights(content=content, request=request),
+        "file_served": bool(content.protected) and hold_state(content.rights_hold) not in (HELD, REJECTED)})
 
 
 def _asset_file(request, content: Content):
     from generation.downloads import file_response
+    from rights.selectors import HELD, REJECTED, hold_state
 
     if not content.protected:
         raise Http404("no file")
+    if hold_state(content.rights_hold) in (HELD, REJECTED):
+        # The protected file carries a credential naming this organization: not while it is in question.
+        raise Http404("held")
     extension = "mp4" if content.kind == "video" else "png"
     return file_response(request, content.protected, content_type=content.mime_type or "application/octet-stream",
                          filename=f"{content.content_id}.{extension}")
@@ -157,13 +168,11 @@ def _public(match: verification.Match) -> dict:
     return shown
 
 
-def _by_content(matches: list[dict]) -> list[dict]:
-    """One entry per content, strongest evidence first: the methods that found it under `evidence`."""
-    grouped: dict[str, dict] = {}
-    for match in matches:
-        entry = grouped.setdefault(match["content_id"], {**match, "evidence": []})
-        entry["evidence"].append({key: match[key] for key in ("method", "method_label", "confidence")})
-    return list(grouped.values())
+def _shown(entry: dict) -> dict:
+    """An entry of the API's answer (verification_answer) as the page shows it: dates, method labels."""
+    return {**entry, "registered_at": datetime.fromisoformat(entry["registered_at"]),
+            "evidence": [{**found, "method_label": METHOD_LABELS.get(found["method"], found["method"])}
+                         for found in entry["evidence"]]}
 
 
 def verify(request):
@@ -181,10 +190,15 @@ def verify(request):
                 response_headers["Retry-After"] = str(wait)
                 raise DomainError(_("Too many verifications from your address. Try again in %(seconds)d s.")
                                   % {"seconds": wait}, code="throttled", status=429)
-            context["matches"] = _by_content([_public(match) for match in _verify_request(request)])
-            context["verdict"] = "registered" if context["matches"] else "not_found"
+            answer = verification.verification_answer(_verify_request(request))
+            context["verdict"] = answer["verdict"]
+            # The original, named as the owner, then later registrations with their relation to it.
+            context["matches"] = [_shown(answer["original"])] if answer["original"] else []
+            context["later_registrations"] = [_shown(entry) for entry in answer["later_registrations"]]
         except DomainError as exc:
             context["error"], status = exc, exc.status
+            if getattr(exc, "retry_after", None):  # verify_busy: every decode slot was taken
+                response_headers["Retry-After"] = str(exc.retry_after)
     elif request.method != "GET":
         return HttpResponseNotAllowed(["GET", "POST"])
     context["form"] = form
@@ -214,9 +228,9 @@ def _verify_request(request) -> list[verification.Match]:
 
 
 def certificate(request, content_id: str):
-    contents = verification._contents_by_id(content_id=content_id[:16])
-    if not contents:
-        raise Http404("no such content")
-    content = contents[0]
+    try:  # public only while the registration is confirmed, as GET /api/v1/certificates/<id>
+        content = verification.certificate_content(content_id)
+    except DomainError:
+        raise Http404("no such content") from None
     return render(request, "rights/certificate.html", {
         "certificate": _public(verification.Match(content, "content_id", 1.0)), "content": content})

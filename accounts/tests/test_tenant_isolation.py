@@ -67,7 +67,7 @@ def populate(tenant, label: str) -> Objects:
                                    description=f"{label} template notes",
                                    settings={"prompts": {"script": f"{label} house prompt"}},
                                    actor=Actor(user=tenant.owner))
-        from rights.models import Content
+        from rights.models import Content, Registration
 
         ProviderCredential.objects.create(organization=tenant.organization, provider="openai",
                                           settings={"base_url": f"https://{tenant.slug}.llm.example/v1"})
@@ -75,6 +75,9 @@ def populate(tenant, label: str) -> Objects:
         content = Content.objects.create(organization=tenant.organization, content_id=f"{label[:4].upper()}2345",
                                          kind="video", source="generated", job=job,
                                          title=f"{label} private content title", sha256=label[0].lower() * 64)
+        # Its certificate is public: a confirmed registration (a pending one is not public yet).
+        Registration.objects.create(organization=tenant.organization, content=content, leaf="0x" + "2" * 64,
+                                    status="confirmed")
         webhook = Webhook.objects.create(organization=tenant.organization, url=f"https://{tenant.slug}.example/hook",
                                          events=["job.completed"], secret_encrypted="x")
     identifying = [

@@ -1,8 +1,11 @@
 """The default provider: plans and renders a watchable animatic with nothing but Python, Pillow and ffmpeg.
 
 Everything is deterministic: the same input (topic, shot, style, and the shot's optional integer "seed",
-which the pipeline bumps to regenerate) gives the same output bytes. Nothing is downloaded, nothing is
-billed: every Result has cost 0.
+which the pipeline bumps to regenerate) gives the same output bytes within one organization. The
+organization is part of every seed, so two studios that ask for the same topic with the same options get
+animatics of their own, not byte-identical files that the rights check would flag as copies of each other
+(the pipeline reuses artifacts only within an organization, so its content addressing is unaffected).
+Nothing is downloaded, nothing is billed: every Result has cost 0.
 
 - OfflineText plans: style by keyword scoring, a beat-structured script, and a storyboard whose shot
   durations sum exactly to the requested duration.
@@ -80,11 +83,12 @@ def _prompt(ctx: StageContext, key: str) -> str:
     return _clip_text(str(value), 400)
 
 
-def _shot_seed(shot: dict, style: dict) -> int:
-    """What makes a frame (and its clip's particles) unique: the shot's content, number, style and seed."""
+def _shot_seed(shot: dict, style: dict, organization_id=None) -> int:
+    """What makes a frame (and its clip's particles) unique: the shot's content, number, style and seed,
+    and the organization it is made for."""
     return _digest(
         "shot", shot.get("number"), shot.get("description"), shot.get("shot_type"), shot.get("seed", 0),
-        (style or {}).get("name"), (style or {}).get("palette"),
+        (style or {}).get("name"), (style or {}).get("palette"), organization_id,
     )
 
 
@@ -251,7 +255,7 @@ class OfflineText:
     def script(self, *, topic: str, style: dict, duration_s: float, shots: int, ctx: StageContext) -> Result:
         duration_s, shots = _check_plan(duration_s, shots)
         topic_text = _mid_sentence(_clip_text(topic, 120).rstrip(".!? ")) or "our subject"
-        rng = random.Random(_digest("script", topic, style.get("name"), duration_s, shots))
+        rng = random.Random(_digest("script", topic, style.get("name"), duration_s, shots, ctx.organization_id))
         mood = (style.get("mood") or "memorable").split(",")[0].strip() or "memorable"
         direction = _prompt(ctx, "script")
         n_scenes = min(5, shots, max(1, math.ceil(shots / 2)))
@@ -287,7 +291,7 @@ class OfflineText:
         duration_s, shots = _check_plan(duration_s, shots)
         scenes = script.get("scenes") or [{"description": script.get("synopsis") or "A scene.", "narration": "",
                                            "duration_s": duration_s}]
-        rng = random.Random(_digest("storyboard", script, style.get("name"), shots, duration_s))
+        rng = random.Random(_digest("storyboard", script, style.get("name"), shots, duration_s, ctx.organization_id))
         direction = _prompt(ctx, "storyboard")
 
         # Shot durations: gently varied, establishing and closing shots a little longer, summing exactly.
@@ -683,9 +687,11 @@ def _vignette(image: Image.Image, strength: float = 0.3) -> Image.Image:
     return Image.fromarray(array.round().astype(np.uint8), "RGB")
 
 
-def render_frame(shot: dict, style: dict, size: tuple[int, int], extra_text: str = "") -> Image.Image:
-    """The shot's first frame, exactly `size`, deterministic in the shot, the style and the shot's seed."""
-    rng = random.Random(_shot_seed(shot, style))
+def render_frame(shot: dict, style: dict, size: tuple[int, int], extra_text: str = "",
+                 organization_id=None) -> Image.Image:
+    """The shot's first frame, exactly `size`, deterministic in the shot, the style, the shot's seed and
+    the organization."""
+    rng = random.Random(_shot_seed(shot, style, organization_id))
     palette = palette_colors(style)
     words = _keywords(shot.get("description", ""), extra_text)
     scenery = _pick(words, SCENERY_WORDS, STYLE_SCENERY.get((style or {}).get("name"), "hills"))
@@ -716,7 +722,8 @@ class OfflineImage:
         started = time.monotonic()
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        image = render_frame(shot, style, ctx.size, extra_text=_prompt(ctx, "frame") or _prompt(ctx, "image"))
+        image = render_frame(shot, style, ctx.size, extra_text=_prompt(ctx, "frame") or _prompt(ctx, "image"),
+                             organization_id=ctx.organization_id)
         image.save(out, format="PNG", compress_level=6)
         return Result(value=out, usage={"model": "offline", "size": list(ctx.size),
                                         "render_s": round(time.monotonic() - started, 3)})
@@ -857,7 +864,7 @@ class OfflineVideo:
             raise ProviderRefused(f"fps must be positive, not {fps}")
         frames = max(1, round(float(shot.get("duration_s") or 0) * fps))
         movement = shot.get("camera_movement") or "static"
-        rng = random.Random(_digest("clip", _shot_seed(shot, style), movement))
+        rng = random.Random(_digest("clip", _shot_seed(shot, style, ctx.organization_id), movement))
         try:
             source = Image.open(frame).convert("RGB")
         except (OSError, ValueError) as exc:

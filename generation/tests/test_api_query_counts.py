@@ -29,7 +29,7 @@ def add_jobs(client, project, count: int) -> None:
 
 
 def registered_hash(tenant) -> str:
-    from rights.models import Content
+    from rights.models import Content, Registration
     from rights.registry import registration_enqueue
 
     digest = hashlib.sha256(tenant.slug.encode()).hexdigest()
@@ -37,6 +37,8 @@ def registered_hash(tenant) -> str:
         content = Content.objects.create(organization=tenant.organization, content_id=f"q{tenant.slug[-1]}000001",
                                          kind="video", source="upload", sha256=digest)
         registration_enqueue(content=content)
+        # Verification names confirmed registrations only; the chain itself is not the point here.
+        Registration.objects.filter(content=content).update(status="confirmed")
     return digest
 
 

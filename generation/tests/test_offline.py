@@ -24,8 +24,8 @@ from generation.styles import STYLE_CATALOGUE
 
 
 def make_ctx(tmp_path: Path, resolution: str = "480p", aspect_ratio: str = "16:9", prompts: dict | None = None,
-             is_cancelled=lambda: False) -> StageContext:
-    return StageContext(organization_id=1, job_id="job-1", options={"resolution": resolution,
+             is_cancelled=lambda: False, organization_id: int = 1) -> StageContext:
+    return StageContext(organization_id=organization_id, job_id="job-1", options={"resolution": resolution,
                         "aspect_ratio": aspect_ratio}, prompts=prompts or {}, work_dir=tmp_path,
                         is_cancelled=is_cancelled)
 
@@ -178,6 +178,26 @@ def test_frames_are_deterministic_and_differ_by_shot_and_seed(tmp_path):
     pixels = {name: np.asarray(Image.open(path).convert("RGB")) for name, path in paths.items()}
     assert mean_difference(pixels["a"], pixels["seeded"]) > 5
     assert mean_difference(pixels["a"], pixels["other_shot"]) > 5
+
+
+def test_two_organizations_get_their_own_animatic_of_the_same_request(tmp_path):
+    """Same topic, options and shot in two studios: different plans, frames and clips (issue 19: identical
+    bytes made the second studio's job a copy of the first's); the same studio again: the same bytes."""
+    ours, again, theirs = (make_ctx(tmp_path, organization_id=7), make_ctx(tmp_path, organization_id=7),
+                           make_ctx(tmp_path, organization_id=8))
+    topic = "Lanterns drifting over a mountain lake"
+    assert plan(topic, ours) == plan(topic, again)
+    assert plan(topic, ours)[2] != plan(topic, theirs)[2]
+    style, shot = STYLE_CATALOGUE["nature"], shot_dict(movement="pan_left", duration_s=0.5)
+    frames = {name: OfflineImage().frame(shot=shot, style=style, out=tmp_path / f"{name}.png", ctx=ctx).value
+              for name, ctx in (("ours", ours), ("again", again), ("theirs", theirs))}
+    assert frames["ours"].read_bytes() == frames["again"].read_bytes()
+    pixels = {name: np.asarray(Image.open(path).convert("RGB")) for name, path in frames.items()}
+    assert mean_difference(pixels["ours"], pixels["theirs"]) > 3
+    clips = {name: OfflineVideo().clip(shot=shot, style=style, frame=frames["ours"], fps=24,
+                                       out=tmp_path / f"{name}.mp4", ctx=ctx).value
+             for name, ctx in (("ours", ours), ("again", again), ("theirs", theirs))}
+    assert clips["ours"].read_bytes() == clips["again"].read_bytes() != clips["theirs"].read_bytes()
 
 
 def test_subject_grows_with_the_shot_type(tmp_path):

@@ -92,6 +92,7 @@ def test_editing_a_shot_reruns_only_that_shot_and_the_edit_is_kept(tenant_a, run
 
 def test_failing_provider_falls_back_to_the_next_and_records_which_produced_it(tenant_a, run_commits, settings):
     settings.STEP_RETRY_BACKOFF_S = 0
+    settings.OUTBOUND_ALLOW_PRIVATE_URLS = True  # so the step fails at connecting, not at the outbound guard
     with tenant_scope(tenant_a.organization):
         GenerationPolicy.objects.create(organization=tenant_a.organization, providers={"text": ["openai", "offline"]})
         ProviderCredential.objects.create(organization=tenant_a.organization, provider="openai", settings={
@@ -162,7 +163,10 @@ def test_fair_share_one_studios_many_jobs_do_not_starve_anothers_one_job(tenant_
     assert {j.pk for j in a_jobs} | {b_job.pk} == set(finished_order)
 
 
-def test_same_video_from_another_studio_is_held_for_an_admin_then_released(tenant_a, tenant_b, run_commits):
+def test_same_request_in_another_studio_is_its_own_video_not_a_held_copy(tenant_a, tenant_b, run_commits):
+    """Issue 19: the offline renderer made byte-identical animatics for two studios, so the second studio's
+    job was held as a copy of the first's. Each studio now gets its own; a real copy is still held
+    (rights/tests/test_rightful_owner.py)."""
     job_a = start(tenant_a, run_commits)
     drain(run_commits)
     job_b = start(tenant_b, run_commits)
@@ -176,21 +180,16 @@ def test_same_video_from_another_studio_is_held_for_an_admin_then_released(tenan
         b_artifacts = set(Artifact.objects.filter(organization=tenant_b.organization).values_list("id", flat=True))
         a_artifacts = set(Artifact.objects.filter(organization=tenant_a.organization).values_list("id", flat=True))
         reused_b = Step.objects.filter(job=job_b, reused=True).count()
-    # Same inputs give the same digests up to compose (encoders need not give identical bytes, so what
-    # follows compose may differ), but B computed its own: nothing is shared across tenants.
-    assert a == b and len(a) >= 6 and reused_b == 0 and not a_artifacts & b_artifacts
+    # The organization is part of every digest (its output differs), and B computed its own: nothing is
+    # shared across tenants.
+    assert a.keys() == b.keys() and len(a) >= 6 and not set(a.values()) & set(b.values())
+    assert reused_b == 0 and not a_artifacts & b_artifacts
     assert reload(tenant_a, job_a).status == "completed" and reload(tenant_a, job_a).cost == Decimal("0")
-    # B's identical video matches A's registered content: registration waits for an administrator.
-    held = reload(tenant_b, job_b)
-    assert held.status == "awaiting_approval" and "Studio STUDIO-A" in held.progress_message
-    assert held.rights_hold["matches"][0]["matched_fraction"] >= 0.5
-    from accounts.models import User
-
-    operator = User.objects.create_superuser(email="ops@platform.test", password=None)
-    with tenant_scope(tenant_b.organization):
-        run_commits(lambda: services.job_rights_release(job=held, actor=Actor(user=operator), note="licensed"))
-    drain(run_commits)
-    assert reload(tenant_b, job_b).status == "completed"
+    with dangerously_unscoped():
+        composed = {job.pk: Step.objects.get(job=job, stage="compose").artifact.content_hash for job in (job_a, job_b)}
+    assert composed[job_a.pk] != composed[job_b.pk]
+    own = reload(tenant_b, job_b)
+    assert own.status == "completed" and not own.rights_hold
 
 
 def test_voiced_job_completes_where_no_speech_engine_is_installed(tenant_a, run_commits):

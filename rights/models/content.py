@@ -39,6 +39,11 @@ class Content(TenantModel):
     timings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # An uploaded asset that matched another organization's content: {"matches": [...], "held_at"}, then
+    # {"cleared_at", "cleared_by", "note"} when an operator releases it or {"rejected_at", ...} when one
+    # rejects it. A generated content's hold lives on its job (Job.rights_hold), which gates the pipeline.
+    rights_hold = models.JSONField(default=dict, blank=True, help_text=(
+        "Possible infringement found on upload: the matches, and an operator's release or rejection"))
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

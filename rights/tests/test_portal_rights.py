@@ -200,8 +200,12 @@ def test_asset_list_query_count_is_fixed(client, tenant_a):
 def registered(tenant_a):
     project = tenant_a.project("Confidential pitch")
     with tenant_scope(tenant_a.organization):
-        return Content.objects.create(organization=tenant_a.organization, content_id="ABCD2345", kind="image",
-                                      source="upload", title=f"{project.name} secret", sha256="a" * 64)
+        content = Content.objects.create(organization=tenant_a.organization, content_id="ABCD2345", kind="image",
+                                         source="upload", title=f"{project.name} secret", sha256="a" * 64)
+        # Public answers name only confirmed registrations (rights.verification.public_contents).
+        Registration.objects.create(organization=tenant_a.organization, content=content, leaf="0x" + "1" * 64,
+                                    status="confirmed")
+        return content
 
 
 def test_verify_page_renders_for_anyone(client, db):

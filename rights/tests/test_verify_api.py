@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.tenancy import tenant_scope
-from rights.models import Content
+from rights.models import Content, Registration
 
 URL = "/api/v1/verify"
 
@@ -18,8 +18,12 @@ URL = "/api/v1/verify"
 def registered(tenant_a):
     project = tenant_a.project("Confidential pitch")
     with tenant_scope(tenant_a.organization):
-        return Content.objects.create(organization=tenant_a.organization, content_id="ABCD2345", kind="image",
-                                      source="upload", title=f"{project.name} secret", sha256="a" * 64)
+        content = Content.objects.create(organization=tenant_a.organization, content_id="ABCD2345", kind="image",
+                                         source="upload", title=f"{project.name} secret", sha256="a" * 64)
+        # Public answers name only confirmed registrations (rights.verification.public_contents).
+        Registration.objects.create(organization=tenant_a.organization, content=content, leaf="0x" + "1" * 64,
+                                    status="confirmed")
+        return content
 
 
 def test_sha256_lookup_names_the_owner_and_nothing_private(registered, tenant_a):
@@ -36,7 +40,8 @@ def test_sha256_lookup_names_the_owner_and_nothing_private(registered, tenant_a)
 
 def test_unknown_hash_is_not_found(db):
     body = APIClient().post(URL, {"sha256": "b" * 64}, format="json").json()
-    assert body == {"verdict": "not_found", "matches": []}
+    assert body == {"verdict": "not_found", "owner": None, "original": None, "matches": [],
+                    "later_registrations": []}
 
 
 def test_public_certificate_of_a_content_id(registered, tenant_a):
