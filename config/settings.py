@@ -6,8 +6,10 @@ point at the production services. Every variable is documented in the README.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -50,7 +52,8 @@ PRODUCTION = DEPLOYMENT == "production"
 
 # Runtime state of the embedded mode (database, media, cache, generated secret key) lives here.
 VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Embedded mode: the folder is its owner's alone (0700): it holds the database, mail with sign-in links, keys.
+VAR_DIR.mkdir(parents=True, exist_ok=True, mode=0o700 if not PRODUCTION else 0o777)
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -61,8 +64,17 @@ def _embedded_secret_key() -> str:
     """A per-machine key kept outside the repository, created on first start."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
+        # Written whole under another name with mode 0600, then linked into place: never readable by
+        # others, and a process starting at the same time reads either no file or the whole key.
+        descriptor, draft = tempfile.mkstemp(dir=VAR_DIR, prefix=".secret_key.")
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(64))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(draft)
     return path.read_text().strip()
 
 
@@ -82,8 +94,11 @@ if PRODUCTION:
         problems.append("ALLOWED_HOSTS is empty")
     if not env("DATABASE_URL"):
         problems.append("DATABASE_URL is not set")
-    if env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False):
-        problems.append("WEBHOOK_ALLOW_PRIVATE_URLS is on")
+    if (env_bool("OUTBOUND_ALLOW_PRIVATE_URLS", False) or env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)) \
+            and not env_list("OUTBOUND_ALLOWED_NETWORKS"):
+        # Production opens non-public addresses only as listed networks, never wholesale.
+        problems.append("OUTBOUND_ALLOW_PRIVATE_URLS (or WEBHOOK_ALLOW_PRIVATE_URLS) is on without "
+                        "OUTBOUND_ALLOWED_NETWORKS")
     if env("STORAGE_BACKEND", "local") == "s3" and not env("S3_BUCKET"):
         problems.append("STORAGE_BACKEND is s3 but S3_BUCKET is not set")
     if problems:
@@ -111,6 +126,7 @@ MIDDLEWARE = [
     # First: every later line of the request logs its id, and the metrics time the whole request.
     "config.middleware.RequestIdMiddleware",
     "config.middleware.RequestMetricsMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -183,6 +199,11 @@ else:
             },
         }
     }
+    # Created empty with mode 0600 before SQLite opens it (SQLite would use the umask, often 0644); its
+    # -wal and -shm files take the database file's mode.
+    _sqlite_path = Path(DATABASES["default"]["NAME"])
+    if _sqlite_path.parent.is_dir() and not _sqlite_path.exists():
+        os.close(os.open(_sqlite_path, os.O_WRONLY | os.O_CREAT, 0o600))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits, login throttling) -----------------------------------------------------
@@ -237,8 +258,19 @@ SWEEP_INTERVAL_S = env_int("SWEEP_INTERVAL_S", 10)
 STEP_REDISPATCH_S = env_int("STEP_REDISPATCH_S", 30)
 # Frame and clip steps of one job queued or running at once.
 JOB_SHOT_CONCURRENCY = env_int("JOB_SHOT_CONCURRENCY", 4)
-# Webhook URLs resolving to private, loopback or link-local addresses are refused unless this is on.
-WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# Tenant-chosen URLs (webhooks, provider base URLs) reaching a non-public address are refused
+# (config/outbound.py). This switch allows them outside production (a self-hosted model server on the
+# same machine); WEBHOOK_ALLOW_PRIVATE_URLS is its deprecated name. In production only the networks
+# listed in OUTBOUND_ALLOWED_NETWORKS (CIDRs, comma-separated) are allowed beyond public addresses.
+OUTBOUND_ALLOW_PRIVATE_URLS = env_bool("OUTBOUND_ALLOW_PRIVATE_URLS", False) or env_bool(
+    "WEBHOOK_ALLOW_PRIVATE_URLS", False)
+WEBHOOK_ALLOW_PRIVATE_URLS = OUTBOUND_ALLOW_PRIVATE_URLS
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS")
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network (CIDR)") from None
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 WEBHOOK_RETRY_BASE_S = env_int("WEBHOOK_RETRY_BASE_S", 10)
 WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 5)
@@ -342,11 +374,15 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900)
 INVITATION_TTL_HOURS = env_int("INVITATION_TTL_HOURS", 168)
+# Password-reset mails per address and per client address (counted whether or not the account exists).
+PASSWORD_RESET_RATE_PER_EMAIL = env("PASSWORD_RESET_RATE_PER_EMAIL", "3/hour")
+PASSWORD_RESET_RATE_PER_IP = env("PASSWORD_RESET_RATE_PER_IP", "20/hour")
 
 # --- Email ---------------------------------------------------------------------------------
 EMAIL_BACKEND = env(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.filebased.EmailBackend",
+    # Embedded: files under EMAIL_FILE_PATH, readable by their owner only (config/mail.py).
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "config.mail.PrivateFileEmailBackend",
 )
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
@@ -416,6 +452,29 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger uploads go to a temporar
 VERIFY_MAX_DISTANCE = env_int("VERIFY_MAX_DISTANCE", 8)
 VERIFY_MIN_FRACTION = float(env("VERIFY_MIN_FRACTION", "0.5"))
 RIGHTS_KEYS_DIR = Path(env("RIGHTS_KEYS_DIR", str(VAR_DIR / "keys")))
+# Media limits of every upload path (verify, assets, portal, manage.py protect; rights/media_limits.py):
+# what a video may declare, checked from its headers before anything is decoded...
+MEDIA_MAX_PIXELS = env_int("MEDIA_MAX_PIXELS", 3840 * 2160)  # one video frame
+# A PNG or JPEG (4096x4096). Images decode in the web process (Pillow, OpenCV), so this is what bounds
+# them: verifying a flat 40 MP PNG of 130 KB took 12 s and 495 MB there, a 4K one 1.4 s and 73 MB.
+MEDIA_MAX_IMAGE_PIXELS = env_int("MEDIA_MAX_IMAGE_PIXELS", 4096 * 4096)
+MEDIA_MAX_FPS = float(env("MEDIA_MAX_FPS", "120"))
+MEDIA_MAX_FRAMES = env_int("MEDIA_MAX_FRAMES", 36_000)  # 10 minutes at 60 fps
+MEDIA_MAX_DURATION_S = float(env("MEDIA_MAX_DURATION_S", "600"))
+MEDIA_MAX_AUDIO_STREAMS = env_int("MEDIA_MAX_AUDIO_STREAMS", 2)
+MEDIA_MAX_STREAMS = env_int("MEDIA_MAX_STREAMS", 8)
+MEDIA_VIDEO_CODECS = env_list("MEDIA_VIDEO_CODECS", "h264,hevc,av1,vp9,mpeg4,prores")
+MEDIA_AUDIO_CODECS = env_list("MEDIA_AUDIO_CODECS", "aac,mp3,opus,alac,ac3,eac3,flac,pcm_s16le,pcm_s24le")
+# ...and what the ffmpeg processes on an accepted file may take: the header probe's time, the time budget
+# of an upload's whole media work (a public verification's is shorter), and each process's address space.
+MEDIA_PROBE_TIMEOUT_S = float(env("MEDIA_PROBE_TIMEOUT_S", "5"))
+MEDIA_DECODE_TIMEOUT_S = float(env("MEDIA_DECODE_TIMEOUT_S", "300"))
+MEDIA_DECODE_MAX_MEMORY_MB = env_int("MEDIA_DECODE_MAX_MEMORY_MB", 3072)
+VERIFY_DECODE_TIMEOUT_S = float(env("VERIFY_DECODE_TIMEOUT_S", "30"))
+# Public verifications decoding at once per web process; more wait this long, then 503 + Retry-After.
+VERIFY_CONCURRENCY = env_int("VERIFY_CONCURRENCY", 2)
+VERIFY_QUEUE_WAIT_S = float(env("VERIFY_QUEUE_WAIT_S", "2"))
+VERIFY_RETRY_AFTER_S = float(env("VERIFY_RETRY_AFTER_S", "5"))
 
 # --- Security ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
