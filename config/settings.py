@@ -94,6 +94,10 @@ if PRODUCTION:
         problems.append("ALLOWED_HOSTS is empty")
     if not env("DATABASE_URL"):
         problems.append("DATABASE_URL is not set")
+    if not env("REDIS_URL"):
+        # The file cache counts exactly only among the processes of one machine (accounts/counters.py):
+        # rate limits and sign-in locks of several web pods need one shared, atomic counter.
+        problems.append("REDIS_URL is not set (rate limits and sign-in locks need a shared cache)")
     if (env_bool("OUTBOUND_ALLOW_PRIVATE_URLS", False) or env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)) \
             and not env_list("OUTBOUND_ALLOWED_NETWORKS"):
         # Production opens non-public addresses only as listed networks, never wholesale.

@@ -24,6 +24,7 @@ def production_env(tmp_path, **overrides):
         "SECRET_KEY": GOOD_KEY,
         "ALLOWED_HOSTS": "studio.example.com",
         "DATABASE_URL": "postgres://platform@127.0.0.1:5432/platform",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
         "VAR_DIR": str(tmp_path),
     }
     env.update(overrides)
@@ -38,6 +39,7 @@ def production_env(tmp_path, **overrides):
         ({"SECRET_KEY": "django-insecure-" + "x" * 60}, "SECRET_KEY is missing, a default"),
         ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS is empty"),
         ({"DATABASE_URL": None}, "DATABASE_URL is not set"),
+        ({"REDIS_URL": None}, "REDIS_URL is not set"),
         ({"OUTBOUND_ALLOW_PRIVATE_URLS": "1"}, "OUTBOUND_ALLOW_PRIVATE_URLS (or WEBHOOK_ALLOW_PRIVATE_URLS) is on"),
         ({"WEBHOOK_ALLOW_PRIVATE_URLS": "1"}, "without OUTBOUND_ALLOWED_NETWORKS"),
     ],
