@@ -94,7 +94,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     """Protect `source` in the caller's tenant scope; returns the content and any infringement matches
     (by fingerprints, and by `named_by_file`: what `marked_contents` read from the source before protecting it)."""
     from rights.credentials import credential_sign
-    from rights.fingerprints import fingerprints_compute, fingerprints_store
+    from rights.fingerprints import fingerprints_compute_stored, fingerprints_store
     from rights.watermark import content_id_new, watermark_image, watermark_video
 
     timings = {}
@@ -114,7 +114,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     timings["c2pa_s"] = round(time.perf_counter() - step, 3)
 
     step = time.perf_counter()
-    hashes = fingerprints_compute(signed)
+    hashes, crop_hashes = fingerprints_compute_stored(signed)
     timings["fingerprint_s"] = round(time.perf_counter() - step, 3)
 
     from generation import media
@@ -142,7 +142,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
             content.save()
         except IntegrityError:  # a content id collision: astronomically rare, and safe to report
             raise
-        fingerprints_store(content=content, hashes=hashes)
+        fingerprints_store(content=content, hashes=hashes, crop_hashes=crop_hashes)
     return Protected(content, infringement_matches(organization_id=organization.pk,
                                                    hashes=[value for _at, value in hashes],
                                                    named_by_file=named_by_file))
