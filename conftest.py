@@ -99,7 +99,7 @@ class Tenant:
 
     def member(self, role: str):
         from accounts.models import Membership, User
-        from accounts.tenancy import tenant_scope
+        from config.tenancy import tenant_scope
 
         self._counter[0] += 1
         user = User.objects.create_user(email=f"{role}{self._counter[0]}@{self.slug}.test", password=None)
@@ -120,7 +120,7 @@ class Tenant:
         from accounts import services
         from accounts.audit import Actor
         from accounts.roles import SCOPES
-        from accounts.tenancy import tenant_scope
+        from config.tenancy import tenant_scope
 
         with tenant_scope(self.organization):
             return services.api_key_create(
@@ -136,7 +136,7 @@ class Tenant:
 
     def project(self, name: str = "Project", description: str = ""):
         from accounts.audit import Actor
-        from accounts.tenancy import tenant_scope
+        from config.tenancy import tenant_scope
         from projects import services
 
         with tenant_scope(self.organization):

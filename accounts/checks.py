@@ -3,7 +3,7 @@ from django.apps import apps
 from django.core import checks
 from django.db import connections
 
-from accounts.tenancy import TenantManager
+from config.tenancy import TenantManager
 
 # Rows that point at an organization but are not owned by one.
 NOT_TENANT_OWNED: set[str] = set()
@@ -22,7 +22,7 @@ def tenant_models_are_scoped(app_configs=None, **kwargs):
                 errors.append(
                     checks.Error(
                         f"{model._meta.label} belongs to an organization but its default manager is not scoped",
-                        hint="Derive it from accounts.tenancy.TenantModel.",
+                        hint="Derive it from config.tenancy.TenantModel.",
                         obj=model,
                         id="accounts.E001",
                     )

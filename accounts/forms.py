@@ -1,22 +1,16 @@
 """Portal forms of the accounts app. They only shape input: the services decide (owner rules, scopes a
-key may carry, which webhook addresses are allowed), exactly as for the API."""
+key may carry), exactly as for the API. The webhook forms are generation/portal_webhooks.py's."""
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import SCOPES, Role
-from generation.models import DeliveryStatus, WebhookEvent
 
 ROLE_LABELS = {
     Role.OWNER: _("Owner"), Role.ADMIN: _("Admin"), Role.PRODUCER: _("Producer"),
     Role.REVIEWER: _("Reviewer"), Role.VIEWER: _("Viewer"),
 }
 ROLE_CHOICES = [(role, ROLE_LABELS[role]) for role in Role.values]
-EVENT_LABELS = {
-    WebhookEvent.JOB_COMPLETED: _("A job completed"),
-    WebhookEvent.JOB_FAILED: _("A job failed"),
-    WebhookEvent.CONTENT_REGISTERED: _("A content was registered on chain"),
-}
 
 
 class LoginForm(forms.Form):
@@ -84,26 +78,7 @@ class ApiKeyForm(forms.Form):
         self.fields["scopes"].choices = [(scope, scope) for scope in SCOPES if scope in held]
 
 
-class WebhookForm(forms.Form):
-    url = forms.URLField(label=_("Address (URL)"), max_length=500, assume_scheme="https",
-                         help_text=_("A public https address. Private and local addresses are refused."))
-    events = forms.MultipleChoiceField(
-        label=_("Events"), widget=forms.CheckboxSelectMultiple,
-        choices=[(event, EVENT_LABELS[event]) for event in WebhookEvent.values],
-    )
-    is_active = forms.BooleanField(label=_("Active"), required=False, initial=True,
-                                   help_text=_("An inactive webhook receives nothing."))
-
-
 class AuditFilterForm(forms.Form):
     action = forms.CharField(label=_("Action"), max_length=64, required=False,
                              help_text=_("Exact, e.g. member.remove, or a prefix ending in a dot, e.g. apikey."))
     actor = forms.EmailField(label=_("Who (email)"), required=False)
-
-
-class DeliveryFilterForm(forms.Form):
-    status = forms.ChoiceField(
-        label=_("Status"), required=False,
-        choices=[("", _("All")), (DeliveryStatus.PENDING, _("Pending")), (DeliveryStatus.DELIVERED, _("Delivered")),
-                 (DeliveryStatus.FAILED, _("Failed"))],
-    )

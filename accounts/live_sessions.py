@@ -23,7 +23,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.models import Membership
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.shortcuts import render
 
 from accounts.selectors import membership_of, memberships_of_user
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 
 SESSION_ORGANIZATION_KEY = "organization_id"
 UNSCOPED_PREFIXES = ("/api/", "/admin/", "/static/", "/media/")

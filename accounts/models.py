@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.roles import Role, scopes_for_role
-from accounts.tenancy import TenantModel
+from config.tenancy import TenantModel
 
 
 class UserManager(BaseUserManager):

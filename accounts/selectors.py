@@ -6,7 +6,7 @@ import hmac
 from django.db.models import QuerySet
 
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership, Organization, User
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 from accounts.tokens import api_key_prefix, token_digest
 from config.errors import NotFound
 

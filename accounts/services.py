@@ -23,7 +23,7 @@ from accounts.live_sessions import member_group, organization_sessions_group, se
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
 from accounts.roles import SCOPES, Role, scopes_for_role
 from accounts.signals import organization_reinstated
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tokens import api_key_generate, token_digest
 from config.errors import Conflict, DomainError, Forbidden, NotFound
 

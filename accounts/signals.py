@@ -4,7 +4,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate
 from django.dispatch import Signal, receiver
 
-from accounts.tenancy import rls_apply
+from config.tenancy import rls_apply
 
 
 @receiver(post_migrate)

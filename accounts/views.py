@@ -1,6 +1,7 @@
-"""Portal pages of the accounts app: sign in and out, password reset, the dashboard, switching
-organization, accepting an invitation, and the team pages (members, invitations, API keys, webhooks
-with their delivery log, the audit log).
+"""Portal pages of the accounts app: sign in and out, password reset, switching organization, accepting
+an invitation, and the team pages (members, invitations, API keys, the audit log). The dashboard is the
+composition root's (config/dashboard.py), the webhook pages the generation app's
+(generation/portal_webhooks.py); both are served in this app's `accounts` namespace.
 
 Like the API views (accounts/api/views.py, generation/api_webhooks.py), they read through selectors,
 act through services and check the same scopes; the services enforce the rules (owner rules, the
@@ -8,7 +9,6 @@ scopes a key may carry, the addresses a webhook may call). Another organization'
 404, like a missing one."""
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -16,8 +16,7 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,30 +29,19 @@ from accounts import selectors, services
 from accounts.audit import client_ip
 from accounts.decorators import requires_scope
 from accounts.forms import (
-    EVENT_LABELS, ROLE_LABELS, ApiKeyForm, AuditFilterForm, DeliveryFilterForm, InvitationAcceptForm, InvitationForm,
-    LoginForm, MemberRoleForm, WebhookForm, login_locked_message,
+    ROLE_LABELS, ApiKeyForm, AuditFilterForm, InvitationAcceptForm, InvitationForm, LoginForm, MemberRoleForm,
+    login_locked_message,
 )
 from accounts.middleware import SESSION_ORGANIZATION_KEY
-from accounts.models import ApiKey, AuditEntry, Membership
+from accounts.models import ApiKey, Membership
 from accounts.portal import flash_refused, form_refused, page_of, portal_actor
 from accounts.roles import SCOPES
 from accounts.selectors import membership_of
 from config.errors import DomainError
-from generation import webhooks
-from generation.budgets import money, period_starts, spend_summary
-from generation.models import TERMINAL_JOB_STATUSES, Webhook
-from generation.selectors import job_list
-from generation.views import STATUS_LABELS as JOB_STATUS_LABELS  # one wording on the dashboard and the job page
-from projects.models import Project
-
-RECENT = 10
 
 INVITATION_STATUS_LABELS = {
     "pending": gettext_lazy("pending"), "accepted": gettext_lazy("accepted"),
     "revoked": gettext_lazy("revoked"), "expired": gettext_lazy("expired"),
-}
-DELIVERY_STATUS_LABELS = {
-    "pending": gettext_lazy("pending"), "delivered": gettext_lazy("delivered"), "failed": gettext_lazy("failed"),
 }
 
 # --- signing in and out ------------------------------------------------------------------------
@@ -153,73 +141,6 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "registration/password_reset_complete.html"
 
 
-# --- dashboard -----------------------------------------------------------------------------------
-
-
-def _recent_jobs() -> tuple[list, str]:
-    """The latest jobs (one query) and a version of what they show, so the live fragment answers
-    204 (nothing to swap) while nothing changed."""
-    jobs = list(job_list()[:RECENT])
-    for job in jobs:
-        job.status_label = JOB_STATUS_LABELS.get(job.status, job.status)
-        job.is_terminal = job.status in TERMINAL_JOB_STATUSES
-        job.percent = round(job.progress * 100)
-    state = "|".join(f"{job.pk}:{job.status}:{job.percent}" for job in jobs)
-    return jobs, hashlib.sha256(state.encode()).hexdigest()[:16]
-
-
-def _registrations_this_month() -> dict:
-    """This month's registrations of the organization by status, in one query."""
-    from rights.models import Registration, RegistrationStatus
-
-    month_start, _day = period_starts()
-    return Registration.objects.filter(created_at__gte=month_start).aggregate(
-        total=Count("id"),
-        confirmed=Count("id", filter=Q(status=RegistrationStatus.CONFIRMED)),
-        pending=Count("id", filter=~Q(status__in=[RegistrationStatus.CONFIRMED, RegistrationStatus.REVOKED])),
-    )
-
-
-def _spend(request) -> dict | None:
-    if "billing:read" not in request.scopes:
-        return None
-    summary = spend_summary(organization=request.organization, user=None)
-    budget, spent = summary["month_budget"], summary["month_spent"]
-    summary["spent_text"] = money(spent)
-    summary["budget_text"] = money(budget) if budget is not None else None
-    summary["remaining_text"] = money(summary["month_remaining"]) if budget is not None else None
-    summary["percent"] = min(100, round(spent * 100 / budget)) if budget else (100 if budget == 0 else None)
-    summary["over"] = budget is not None and spent >= budget
-    return summary
-
-
-@requires_scope("org:read")
-def dashboard(request):
-    scopes = request.scopes
-    projects = Project.objects.select_related("created_by").order_by("-created_at")
-    context = {
-        "projects": list(projects[:RECENT]) if "project:read" in scopes else None,
-        "project_count": projects.count() if "project:read" in scopes else None,
-        "member_count": Membership.objects.count(),
-        "spend": _spend(request),
-        "registrations": _registrations_this_month() if "rights:read" in scopes else None,
-        "api_key_count": ApiKey.objects.filter(revoked_at=None).count() if "apikeys:manage" in scopes else None,
-        "audit_entries": list(AuditEntry.objects.order_by("-created_at", "-id")[:5]) if "audit:read" in scopes else None,
-    }
-    if "job:read" in scopes:
-        context["jobs"], context["jobs_version"] = _recent_jobs()
-    return render(request, "accounts/dashboard.html", context)
-
-
-@requires_scope("job:read")
-def dashboard_jobs(request):
-    """The dashboard's recent jobs, polled by htmx every few seconds; 204 while nothing changed."""
-    jobs, version = _recent_jobs()
-    if request.GET.get("v") == version:
-        return HttpResponse(status=204)
-    return render(request, "accounts/_recent_jobs.html", {"jobs": jobs, "jobs_version": version})
-
-
 # --- invitations (the public side) ----------------------------------------------------------------
 
 
@@ -280,7 +201,7 @@ def team(request):
     return _team_page(request)
 
 
-class TeamView(View):
+class TeamPage(View):
     """A team action; `scope` is the API's scope for the same action."""
 
     scope = "members:manage"
@@ -297,7 +218,7 @@ class TeamView(View):
         return obj
 
 
-class InvitationCreateView(TeamView):
+class InvitationCreatePage(TeamPage):
     def post(self, request):
         form = InvitationForm(request.POST, auto_id="invite-%s")
         if form.is_valid():
@@ -317,7 +238,7 @@ class InvitationCreateView(TeamView):
         return _team_page(request, invite_form=form, status=400)
 
 
-class InvitationRevokeView(TeamView):
+class InvitationRevokePage(TeamPage):
     def post(self, request, invitation_id):
         invitation = self.found(selectors.invitation_list(), invitation_id)
         try:
@@ -329,7 +250,7 @@ class InvitationRevokeView(TeamView):
         return redirect("accounts:team")
 
 
-class MemberRoleView(TeamView):
+class MemberRolePage(TeamPage):
     def post(self, request, member_id):
         membership = self.found(selectors.member_list(), member_id)
         form = MemberRoleForm(request.POST)
@@ -347,7 +268,7 @@ class MemberRoleView(TeamView):
         return redirect("accounts:team")
 
 
-class MemberRemoveView(TeamView):
+class MemberRemovePage(TeamPage):
     def post(self, request, member_id):
         membership = self.found(selectors.member_list(), member_id)
         email = membership.user.email
@@ -365,7 +286,7 @@ class MemberRemoveView(TeamView):
 # --- team: API keys ------------------------------------------------------------------------------
 
 
-class ApiKeyListView(TeamView):
+class ApiKeyListPage(TeamPage):
     scope = "apikeys:manage"
 
     def page(self, request, *, form=None, created=None, plain_key=None, status=200):
@@ -394,7 +315,7 @@ class ApiKeyListView(TeamView):
         return self.page(request, form=form, status=400)
 
 
-class ApiKeyRevokeView(TeamView):
+class ApiKeyRevokePage(TeamPage):
     scope = "apikeys:manage"
 
     def post(self, request, api_key_id):
@@ -402,101 +323,6 @@ class ApiKeyRevokeView(TeamView):
         services.api_key_revoke(key=key, actor=portal_actor(request))
         messages.success(request, _("The key “%(name)s” was revoked; it no longer works.") % {"name": key.name})
         return redirect("accounts:team-api-keys")
-
-
-# --- team: webhooks ------------------------------------------------------------------------------
-
-
-def _event_labels(webhook: Webhook) -> list:
-    return [EVENT_LABELS.get(event, event) for event in webhook.events]
-
-
-class WebhookListView(TeamView):
-    scope = "webhooks:manage"
-
-    def page(self, request, *, form=None, created=None, secret=None, status=200):
-        hooks = page_of(request, webhooks.webhook_list())
-        for hook in hooks:
-            hook.event_labels = _event_labels(hook)
-        return render(request, "accounts/team_webhooks.html", {
-            "webhooks": hooks, "form": form or WebhookForm(auto_id="webhook-%s"),
-            "created": created, "secret": secret, "tab": "webhooks",
-        }, status=status)
-
-    def get(self, request):
-        return self.page(request)
-
-    def post(self, request):
-        form = WebhookForm(request.POST, auto_id="webhook-%s")
-        if form.is_valid():
-            try:
-                webhook, secret = webhooks.webhook_create(
-                    organization=request.organization, url=form.cleaned_data["url"],
-                    events=form.cleaned_data["events"], is_active=form.cleaned_data["is_active"],
-                    actor=portal_actor(request),
-                )
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                # The signing secret is stored encrypted and shown in this answer only.
-                return self.page(request, created=webhook, secret=secret)
-        return self.page(request, form=form, status=400)
-
-
-class WebhookDetailView(TeamView):
-    """One webhook and its delivery log, newest first, filtered by status like the API."""
-
-    scope = "webhooks:manage"
-
-    def get(self, request, webhook_id):
-        webhook = self.found(webhooks.webhook_list(), webhook_id)
-        webhook.event_labels = _event_labels(webhook)
-        filters = DeliveryFilterForm(request.GET)
-        status = filters.cleaned_data["status"] if filters.is_valid() else ""
-        deliveries = page_of(request, webhooks.webhook_delivery_list(webhook=webhook, status=status))
-        for delivery in deliveries:
-            delivery.status_label = DELIVERY_STATUS_LABELS.get(delivery.status, delivery.status)
-        return render(request, "accounts/team_webhook_detail.html", {
-            "webhook": webhook, "deliveries": deliveries, "filters": filters, "status": status, "tab": "webhooks",
-            "query": f"&{urlencode({'status': status})}" if status else "",
-        })
-
-
-class WebhookEditView(TeamView):
-    scope = "webhooks:manage"
-
-    def render_form(self, request, webhook, form, status=200):
-        return render(request, "accounts/team_webhook_edit.html",
-                      {"webhook": webhook, "form": form, "tab": "webhooks"}, status=status)
-
-    def get(self, request, webhook_id):
-        webhook = self.found(webhooks.webhook_list(), webhook_id)
-        form = WebhookForm(initial={"url": webhook.url, "events": webhook.events, "is_active": webhook.is_active},
-                           auto_id="webhook-%s")
-        return self.render_form(request, webhook, form)
-
-    def post(self, request, webhook_id):
-        webhook = self.found(webhooks.webhook_list(), webhook_id)
-        form = WebhookForm(request.POST, auto_id="webhook-%s")
-        if form.is_valid():
-            try:
-                webhooks.webhook_update(webhook=webhook, actor=portal_actor(request), **form.cleaned_data)
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                messages.success(request, _("The webhook was saved."))
-                return redirect("accounts:team-webhook", webhook_id=webhook.pk)
-        return self.render_form(request, webhook, form, status=400)
-
-
-class WebhookDeleteView(TeamView):
-    scope = "webhooks:manage"
-
-    def post(self, request, webhook_id):
-        webhook = self.found(webhooks.webhook_list(), webhook_id)
-        webhooks.webhook_delete(webhook=webhook, actor=portal_actor(request))
-        messages.success(request, _("The webhook and its delivery log were deleted."))
-        return redirect("accounts:team-webhooks")
 
 
 # --- team: audit log -----------------------------------------------------------------------------

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine  # bench/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="bench-duplicates-")
@@ -44,17 +46,8 @@ TOPIC = "Lanterns drifting over a mountain lake"
 OPTIONS = {"duration_s": 6, "resolution": "480p", "shots": 2}
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-
-
 def ffmpeg(*args):
-    from generation.media import ffmpeg_exe
+    from config.media import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *map(str, args)], check=True,
                    timeout=300)
@@ -80,7 +73,8 @@ def tenant(slug: str):
 
 
 def drain():
-    from generation.worker import registrations_anchor, run_until_idle
+    from generation.worker import run_until_idle
+    from rights.registry import registrations_anchor
 
     while run_until_idle():
         pass
@@ -89,7 +83,7 @@ def drain():
 
 def generate(organization, owner):
     from accounts.audit import Actor
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from generation import services
     from projects import services as projects
 
@@ -105,7 +99,7 @@ def generate(organization, owner):
 
 
 def content_of(**lookup):
-    from accounts.tenancy import dangerously_unscoped
+    from config.tenancy import dangerously_unscoped
     from rights.models import Content
 
     with dangerously_unscoped():
@@ -120,7 +114,7 @@ def protected_file(content, work: Path, name: str) -> Path:
 
 
 def upload(organization, owner, path: Path, work: Path):
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from rights.services import asset_protect
 
     scratch = Path(tempfile.mkdtemp(dir=work))
@@ -135,29 +129,30 @@ def old_ranking_owner(matches) -> str | None:
 
 def all_matches(path: Path):
     """What verification finds before the public filter: every content, whatever its state (the baseline)."""
-    from generation.media import sha256_file
+    from config.media import sha256_file
     from rights import verification
     from rights.fingerprints import fingerprint_search, fingerprints_compute
+    from rights.verification import dangerously_contents
 
     digest = sha256_file(path)
-    matches = [verification.Match(c, "exact_hash", 1.0) for c in verification._contents_by_id(sha256=digest)]
+    matches = [verification.Match(c, "exact_hash", 1.0) for c in dangerously_contents(sha256=digest)]
     from rights.credentials import credential_read
     from rights.watermark import watermark_detect
 
     manifest = credential_read(path) or {}
     if manifest.get("valid") and manifest.get("content_id"):
         matches += [verification.Match(c, "c2pa", 0.99)
-                    for c in verification._contents_by_id(content_id=manifest["content_id"])]
+                    for c in dangerously_contents(content_id=manifest["content_id"])]
     found = watermark_detect(path)
     if found.get("content_id"):
         matches += [verification.Match(c, "watermark", float(found.get("confidence", 0)))
-                    for c in verification._contents_by_id(content_id=found["content_id"])]
+                    for c in dangerously_contents(content_id=found["content_id"])]
     from django.conf import settings
 
     for hit in fingerprint_search([v for _t, v in fingerprints_compute(path)], max_distance=settings.VERIFY_MAX_DISTANCE):
         if hit["matched_fraction"] >= settings.VERIFY_MIN_FRACTION:
             matches += [verification.Match(c, "fingerprint", hit["matched_fraction"] * (1 - hit["best_distance"] / 64))
-                        for c in verification._contents_by_id(pk=hit["content_id"])]
+                        for c in dangerously_contents(pk=hit["content_id"])]
     return matches
 
 

@@ -195,7 +195,7 @@ def seed_organizations(seed: Seed) -> None:
     from accounts import services
     from accounts.audit import Actor
     from accounts.roles import SCOPES
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from generation.models import GenerationPolicy
     from projects.services import project_create
 
@@ -217,7 +217,7 @@ def seed_organizations(seed: Seed) -> None:
 
 
 def seed_jobs(seed: Seed, total: int) -> None:
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from generation.services import job_create
 
     with tenant_scope(seed.organization):
@@ -232,7 +232,7 @@ def seed_jobs(seed: Seed, total: int) -> None:
 def seed_contents(seed: Seed, total: int, prefix: str = "b") -> None:
     import hashlib
 
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from rights.models import Content
     from rights.registry import registration_enqueue
 
@@ -479,7 +479,7 @@ def websocket_members(seed: Seed, count: int) -> list:
     from accounts import services
     from accounts.models import Membership
     from accounts.roles import Role
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
 
     users = [seed.owner]
     with tenant_scope(seed.organization):
@@ -520,7 +520,7 @@ def websocket_idle(workers: list[int], seconds: float = 10.0) -> dict:
 
 
 def websocket_run(seed: Seed, workers: list[int]) -> dict:
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from generation.events import job_event
 
     per_job = max(1, ARGS.ws_clients_per_job)
@@ -642,7 +642,7 @@ def main() -> None:
                       f"{result['errors']:>7}  load {load1:>4.1f}{codes}{ratio}", flush=True)
         print(f"load average after HTTP: {load()}")
 
-        from accounts.tenancy import tenant_scope
+        from config.tenancy import tenant_scope
         from generation.models import Job
 
         with tenant_scope(seed.organization):

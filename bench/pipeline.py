@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine  # bench/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="bench-pipeline-")
@@ -34,7 +36,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-from accounts.tenancy import dangerously_unscoped  # noqa: E402
+from config.tenancy import dangerously_unscoped  # noqa: E402
 from generation.models import Job, Step  # noqa: E402
 
 ANIMATIC = {"duration_s": 30, "resolution": "720p", "shots": 8}
@@ -43,15 +45,6 @@ ANIMATIC = {"duration_s": 30, "resolution": "720p", "shots": 8}
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
 def baseline_animatic(work: Path) -> float:
@@ -93,7 +86,7 @@ def main() -> None:
     from accounts.audit import Actor
     from accounts.models import User
     from accounts.roles import SCOPES
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from generation.tests.live import live_platform
     from projects.services import project_create
 

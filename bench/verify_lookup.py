@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,7 +68,7 @@ import numpy as np  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from accounts.tenancy import dangerously_unscoped, tenant_scope  # noqa: E402
+from config.tenancy import dangerously_unscoped, tenant_scope  # noqa: E402
 from rights.fingerprints import fingerprint_buckets_rebuild, fingerprint_search, probe_keys  # noqa: E402
 from rights.models import Content, Fingerprint  # noqa: E402
 from rights.models.fingerprints import FingerprintBucket  # noqa: E402
@@ -84,12 +85,7 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+def machine_and_database() -> str:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
@@ -98,7 +94,7 @@ def machine() -> str:
         import sqlite3
 
         database = f"SQLite {sqlite3.sqlite_version}"
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {database}"
+    return f"{machine()}, {database}"
 
 
 def flip(values: np.ndarray, distances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -249,7 +245,7 @@ def main() -> None:
     rng = np.random.default_rng(20240601)
     queries = rng.integers(0, 1 << 64, size=ARGS.queries, dtype=np.uint64)
     contents, owner_index, hashes, planted_rows = populate(ARGS.rows, rng, queries)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_and_database()}")
     query_ints = [int(value) for value in queries]
 
     with dangerously_unscoped():

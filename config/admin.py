@@ -1,7 +1,7 @@
 """The operators' admin site: every view runs unscoped, since operators see all tenants."""
 from django.contrib import admin
 
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 
 
 class PlatformAdminSite(admin.AdminSite):

@@ -12,7 +12,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from accounts.tenancy import ScopeError
+from config.tenancy import ScopeError
 from config.errors import DomainError
 from config.json_input import INVALID_TYPE, only_type_errors
 

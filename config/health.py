@@ -1,14 +1,13 @@
-"""GET /api/v1/health: the state of every part the platform needs.
+"""The state of every part the platform needs, for GET /api/v1/health (accounts/api/health.py).
 
-Answers 200 when every required part is up and 503 otherwise. A part that is not configured in
-this run mode is reported as such and is not required. Details stay generic: this is public.
+The kernel checks the database, the cache, the broker and the storage; an app adds its own parts with
+`health_check_register` from its AppConfig.ready (rights: the chain). A part that is not configured in
+this run mode is reported as such and is not required. Details stay generic: the endpoint is public.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 import uuid
 
 from django.conf import settings
@@ -16,13 +15,8 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import ValidationError
-from rest_framework.response import Response
+from collections.abc import Callable
 
-from accounts.api.base import PublicAPIView
-from accounts.api.permissions import PUBLIC
 from config.storage import storage_backend_name
 
 CHECK_TIMEOUT_S = 2.0
@@ -69,30 +63,25 @@ def check_storage() -> dict:
     return {"status": "ok", "backend": storage_backend_name()}
 
 
-def check_chain() -> dict:
-    if not settings.CHAIN_RPC_URL:
-        from rights.chain import chain_status
+_registered: dict[str, tuple[Callable[[], dict], Callable[[], bool]]] = {}
 
-        status = chain_status()
-        if not status.get("ok"):
-            raise RuntimeError("embedded chain unavailable")
-        return {"status": "ok", "backend": "embedded", "chain_id": status.get("chain_id")}
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    request = urllib.request.Request(settings.CHAIN_RPC_URL, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=CHECK_TIMEOUT_S) as response:
-        chain_id = int(json.load(response)["result"], 16)
-    return {"status": "ok", "chain_id": chain_id}
+
+def health_check_register(name: str, check: Callable[[], dict], *, required: Callable[[], bool]) -> None:
+    """Add a part to the report: `check()` returns its reading ({"status": "ok", ...}) or raises; `required()`
+    says, at each check, whether the part being down makes the platform unhealthy."""
+    _registered[name] = (check, required)
 
 
 def checks() -> dict[str, tuple]:
     """Each part: (check, required). A configured production service is always required."""
-    return {
+    parts = {
         "database": (check_database, True),
         "cache": (check_cache, True),
         "broker": (check_broker, bool(settings.BROKER_URL)),
         "storage": (check_storage, True),
-        "chain": (check_chain, bool(settings.CHAIN_RPC_URL)),
     }
+    parts.update({name: (check, required()) for name, (check, required) in _registered.items()})
+    return parts
 
 
 _last_report: tuple[float, bool, dict] | None = None
@@ -127,29 +116,3 @@ def _check_parts() -> tuple[bool, dict]:
         result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         parts[name] = result
     return healthy, parts
-
-
-class HealthView(PublicAPIView):
-    required_scopes = {"GET": PUBLIC}
-    throttle_classes: list = []
-
-    @extend_schema(
-        parameters=[OpenApiParameter(
-            "require", str, description="Comma-separated parts whose state sets the status code (e.g. "
-            "`database,cache` for a readiness probe, so an outage of the chain node or S3, which only delays "
-            "work, does not take every web replica out of service); all parts are still reported.")],
-        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
-    )
-    def get(self, request):
-        healthy, parts = health_report()
-        wanted = {name.strip() for name in request.query_params.get("require", "").split(",") if name.strip()}
-        unknown = wanted - set(parts)
-        if unknown:
-            raise ValidationError({"require": [f"unknown part: {', '.join(sorted(unknown))}; "
-                                               f"parts are {', '.join(parts)}"]})
-        if wanted:
-            healthy = all(parts[name]["status"] == "ok" for name in wanted)
-        return Response(
-            {"status": "ok" if healthy else "down", "deployment": settings.DEPLOYMENT, "checks": parts},
-            status=200 if healthy else 503,
-        )

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -26,7 +27,6 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 logger = logging.getLogger(__name__)
 
@@ -48,62 +48,49 @@ WEBSOCKET_CONNECTIONS = Gauge("platform_websocket_connections", "Open websocket 
 
 
 class DatabaseCollector:
-    """Gauges read from the database at each scrape, across all tenants, in three aggregate queries.
-    When the database fails they are left out of that scrape (and logged), so the process's own
+    """Gauges read from the database at each scrape, across all tenants: each app registers its readers
+    (`database_gauges_register`, from its AppConfig.ready), and they run together in one transaction.
+    When the database fails they are all left out of that scrape (and logged), so the process's own
     metrics, the 5xx counts of the outage among them, are still scraped."""
+
+    def __init__(self):
+        self.readers: list[tuple[Callable[[], Iterable], tuple]] = []
 
     def describe(self):
         # Registration must not query the database (it would, through collect()).
-        return [GaugeMetricFamily("platform_jobs", "", labels=["status"]),
-                GaugeMetricFamily("platform_queue_depth", "", labels=["queue"]),
-                GaugeMetricFamily("platform_registration_backlog", "", labels=["status"]),
-                CounterMetricFamily("platform_spend_usd", "")]
+        return [family for _read, families in self.readers for family in families]
 
     def collect(self):
         from django.db import DatabaseError, transaction
-        from django.db.models import Count, Sum
 
-        from accounts.tenancy import dangerously_unscoped
-        from generation.dispatch import QUEUES
-        from generation.models import Job, JobStatus, Step, StepStatus
-        from rights.models import Registration, RegistrationStatus
+        from config.tenancy import dangerously_unscoped
 
-        backlog_statuses = [RegistrationStatus.PENDING, RegistrationStatus.ANCHORED]
         try:
             # One transaction: the readings are of the same moment, and a failure is rolled back
             # (to a savepoint inside an outer transaction) instead of breaking the connection's next use.
             with dangerously_unscoped(), transaction.atomic():  # operators' totals over every organization
-                by_status = list(Job.objects.order_by().values_list("status").annotate(n=Count("id"), cost=Sum("cost")))
-                jobs = {status: n for status, n, _cost in by_status}
-                spend = sum(cost or 0 for _status, _n, cost in by_status)
-                queued = dict(Step.objects.filter(status=StepStatus.QUEUED).order_by().values_list("queue")
-                              .annotate(n=Count("id")))
-                backlog = dict(Registration.objects.filter(status__in=backlog_statuses).order_by()
-                               .values_list("status").annotate(n=Count("id")))
+                families = [family for read, _described in self.readers for family in read()]
         except DatabaseError as exc:
             logger.warning("metrics: database gauges left out of this scrape (%s: %s)", type(exc).__name__, exc)
             return
+        yield from families
 
-        family = GaugeMetricFamily("platform_jobs", "Jobs per status, all organizations.", labels=["status"])
-        for status in JobStatus.values:
-            family.add_metric([status], jobs.get(status, 0))
-        yield family
-        family = GaugeMetricFamily("platform_queue_depth", "Steps queued and not yet claimed, per queue.",
-                                   labels=["queue"])
-        for queue in sorted(set(QUEUES) | set(queued)):
-            family.add_metric([queue or "none"], queued.get(queue, 0))
-        yield family
-        family = GaugeMetricFamily("platform_registration_backlog", "Registrations not yet confirmed on chain.",
-                                   labels=["status"])
-        for status in backlog_statuses:
-            family.add_metric([status], backlog.get(status, 0))
-        yield family
-        yield CounterMetricFamily("platform_spend_usd", "Sum of job costs in USD, all organizations.",
-                                  value=float(spend))
+
+_database_collector = DatabaseCollector()
+
+
+def database_gauges_register(read: Callable[[], Iterable], *, describe: Iterable) -> None:
+    """Add an app's database gauges: `read()` returns their metric families, read with aggregate queries
+    over every organization; `describe` names them (empty families of the same names and types) without
+    touching the database. Registering the same reader again does nothing."""
+    if all(existing is not read for existing, _families in _database_collector.readers):
+        _database_collector.readers.append((read, tuple(describe)))
+        _database_registry.unregister(_database_collector)
+        _database_registry.register(_database_collector)
 
 
 _database_registry = CollectorRegistry(auto_describe=True)
-_database_registry.register(DatabaseCollector())
+_database_registry.register(_database_collector)
 _multiprocess_registry = None
 
 

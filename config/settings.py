@@ -168,7 +168,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 # PostgreSQL goes through our backend, which keeps the row level security setting of every
-# connection in step with the active tenant scope (accounts/tenancy.py).
+# connection in step with the active tenant scope (config/tenancy.py).
 if env("DATABASE_URL"):
     DATABASES = {
         "default": dj_database_url.parse(
@@ -250,9 +250,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if BROKER_URL.startswith("amqp"):
     from kombu import Exchange, Queue
 
+    from config.queues import QUEUES
+
     CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="direct"), routing_key=name,
                                 queue_arguments={"x-max-priority": 9})
-                          for name in ("cpu", "gpu", "llm", "rights", "chain")]
+                          for name in QUEUES]
 # Seconds a worker's claim on a step lasts without renewal; a dead worker's step is requeued after it.
 STEP_LEASE_S = env_int("STEP_LEASE_S", 60)
 STEP_MAX_ATTEMPTS = env_int("STEP_MAX_ATTEMPTS", 3)
@@ -456,7 +458,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger uploads go to a temporar
 VERIFY_MAX_DISTANCE = env_int("VERIFY_MAX_DISTANCE", 8)
 VERIFY_MIN_FRACTION = float(env("VERIFY_MIN_FRACTION", "0.5"))
 RIGHTS_KEYS_DIR = Path(env("RIGHTS_KEYS_DIR", str(VAR_DIR / "keys")))
-# Media limits of every upload path (verify, assets, portal, manage.py protect; rights/media_limits.py):
+# Media limits of every upload path (verify, assets, portal, manage.py protect; config/media_limits.py):
 # what a video may declare, checked from its headers before anything is decoded...
 MEDIA_MAX_PIXELS = env_int("MEDIA_MAX_PIXELS", 3840 * 2160)  # one video frame
 # A PNG or JPEG (4096x4096). Images decode in the web process (Pillow, OpenCV), so this is what bounds

@@ -3,7 +3,7 @@ through django-storages (production); and the short-lived signed links that down
 
 Objects in the bucket are never public: no ACL is set (the bucket's own policy applies, which should
 block public access), and the only way to read one from outside is a link signed for one object, which
-a view hands out after its own access check (generation/downloads.py).
+a view hands out after its own access check (config/downloads.py).
 """
 from __future__ import annotations
 

@@ -2,9 +2,13 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from accounts import urls as accounts_urls
+from accounts.api.health import HealthView
+from config import dashboard
 from config.api import json_error_view
-from config.health import HealthView
 from config.metrics import metrics_view
+from generation import portal_projects, portal_webhooks
+from projects import urls as projects_urls
 from projects.api import ProjectDetailView, ProjectListView
 
 api_patterns = [
@@ -24,14 +28,32 @@ api_patterns = [
     re_path(r"^.*$", json_error_view(404, "not_found", "No such endpoint."), name="unknown"),
 ]
 
+# The portal's namespaces, composed here where a page of one app shows another's: the dashboard (this
+# root's) and the webhook pages (generation's) among the accounts pages, the project page (generation's,
+# with its jobs and assets) among the projects pages.
+accounts_pages = [
+    path("", dashboard.dashboard, name="dashboard"),
+    path("dashboard/jobs/", dashboard.dashboard_jobs, name="dashboard-jobs"),
+    *accounts_urls.urlpatterns,
+    path("team/webhooks/", portal_webhooks.WebhookListPage.as_view(), name="team-webhooks"),
+    path("team/webhooks/<uuid:webhook_id>/", portal_webhooks.WebhookDetailPage.as_view(), name="team-webhook"),
+    path("team/webhooks/<uuid:webhook_id>/edit/", portal_webhooks.WebhookEditPage.as_view(), name="team-webhook-edit"),
+    path("team/webhooks/<uuid:webhook_id>/delete/", portal_webhooks.WebhookDeletePage.as_view(),
+         name="team-webhook-delete"),
+]
+projects_pages = [
+    *projects_urls.urlpatterns,
+    path("projects/<uuid:project_id>/", portal_projects.project_detail, name="project-detail"),
+]
+
 urlpatterns = [
     path("api/v1/", include((api_patterns, "api"))),
     path("metrics", metrics_view, name="metrics"),  # Prometheus; access rules in config/metrics.py
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),  # setlang: the language switcher
     # The portal: one urls module per app, each with its own namespace.
-    path("", include("accounts.urls")),
-    path("", include("projects.urls")),
+    path("", include((accounts_pages, accounts_urls.app_name))),
+    path("", include((projects_pages, projects_urls.app_name))),
     path("", include("projects.urls_templates")),
     path("", include("generation.portal_urls")),
     path("", include("rights.urls")),

@@ -12,10 +12,10 @@ from accounts.api.base import OrganizationAPIView
 from config.errors import NotFound
 from config.json_input import StrictSerializer
 from generation import selectors, services
-from generation.downloads import file_response
+from config.downloads import file_response
 from generation.models import Job, JobStatus
 from generation.pipeline import step_summary
-from generation.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
+from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
 
 
 class JobOptionsIn(serializers.Serializer):

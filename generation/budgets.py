@@ -15,7 +15,7 @@ from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.errors import DomainError
 from generation.models import TERMINAL_JOB_STATUSES, GenerationPolicy, Job
 

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from accounts.consumers import SessionBoundConsumer
 from accounts.middleware import active_membership
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.metrics import WEBSOCKET_CONNECTIONS
 from generation.events import job_group
 from generation.models import Job, JobEvent

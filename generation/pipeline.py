@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import events
 from generation.models import (
     STAGE_JOB_STATUS,

@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.errors import DomainError
 from generation.models import GenerationPolicy
 
@@ -113,7 +113,7 @@ def content_policy_check(
 
 
 def script_texts(script: dict) -> dict[str, str]:
-    """A script (generation.schemas.SCRIPT) as content_policy_check's texts, one entry per scene."""
+    """A script (projects.schemas.SCRIPT) as content_policy_check's texts, one entry per scene."""
     texts = {"script": "\n".join(filter(None, [script.get("title"), script.get("synopsis")]))}
     for number, scene in enumerate(script.get("scenes") or [], start=1):
         parts = [scene.get(key) for key in ("description", "narration", "dialogue", "visual_notes", "audio_notes")]
@@ -122,7 +122,7 @@ def script_texts(script: dict) -> dict[str, str]:
 
 
 def storyboard_texts(storyboard: dict) -> dict[str, str]:
-    """A storyboard (generation.schemas.STORYBOARD) as content_policy_check's texts, one per shot."""
+    """A storyboard (projects.schemas.STORYBOARD) as content_policy_check's texts, one per shot."""
     texts = {}
     for index, shot in enumerate(storyboard.get("shots") or [], start=1):
         parts = [shot.get(key) for key in ("description", "dialogue", "composition", "lighting")]

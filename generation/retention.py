@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 from generation.models import TERMINAL_JOB_STATUSES, Artifact, Job, JobStatus, Stage, Step, StepStatus
 
 logger = logging.getLogger(__name__)

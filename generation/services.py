@@ -13,7 +13,7 @@ from accounts.models import Organization
 from config.errors import Conflict, DomainError, NotFound
 from generation import events, pipeline
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, Step, StepStatus
-from generation.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
+from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
 from projects.models import Project
 
 OPTION_DEFAULTS = {"duration_s": 30, "aspect_ratio": "16:9", "resolution": "720p", "shots": 8, "voice": ""}

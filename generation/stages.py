@@ -16,7 +16,7 @@ from django.core.files import File
 from accounts.crypto import secret_decrypt
 from config.errors import DomainError
 from generation import pipeline
-from generation.media import sha256_file
+from config.media import probe, sha256_file
 from generation.models import Artifact, Job, ProviderCredential, Stage, Step
 from generation.providers import provider_class
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
@@ -193,7 +193,7 @@ def run_compose(*, job, step, inputs, provider, ctx):
     media.compose(clips, shots, out, width=width, height=height, fps=int(job.options.get("fps", 24)),
                   narration=narration)
     thumbnail = media.thumbnail(out, ctx.work_dir / "thumbnail.jpg")
-    metadata = media.probe(out)
+    metadata = probe(out)
     thumb_artifact, _ = Artifact.objects.get_or_create(
         digest=hashlib.sha256(f"{step.input_digest}:thumbnail".encode()).hexdigest(),
         defaults={"organization_id": job.organization_id, "kind": "image", "content_hash": sha256_file(thumbnail),

@@ -22,9 +22,9 @@ from accounts.portal import flash_refused, form_refused, portal_actor
 from config.errors import DomainError
 from generation import pipeline, selectors, services
 from generation.budgets import money
-from generation.downloads import file_response
+from config.downloads import file_response
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, StepStatus
-from generation.schemas import CAMERA_MOVEMENTS
+from projects.schemas import CAMERA_MOVEMENTS
 
 CAMERA_LABELS = {
     "static": gettext_lazy("Static"), "pan_left": gettext_lazy("Pan left"), "pan_right": gettext_lazy("Pan right"),
@@ -56,7 +56,7 @@ STEP_STATUS_LABELS = {
 }
 
 
-class JobPortalView(View):
+class JobPortalPage(View):
     """The job of the active organization, or 404; `scope` is the API's scope for the same action."""
 
     scope = "job:read"
@@ -154,20 +154,20 @@ def _panel(request, job_id, *, job: Job | None = None, shot_number: int | None =
                                                            "focus_edit": True})
 
 
-class JobDetailView(JobPortalView):
+class JobDetailPage(JobPortalPage):
     def get(self, request, job_id):
         job = self.job(job_id)
         return render(request, "generation/job_detail.html", job_context(request, job))
 
 
-class JobPanelView(JobPortalView):
+class JobPanelPage(JobPortalPage):
     """GET /jobs/<id>/panel: what the page's script loads on events, and what it polls without a websocket."""
 
     def get(self, request, job_id):
         return _panel(request, job_id, job=self.job(job_id))
 
 
-class JobActionView(JobPortalView):
+class JobActionPage(JobPortalPage):
     """A POST that calls one service on the job; the updated fragments (htmx) or a redirect."""
 
     scope = "job:create"
@@ -193,21 +193,21 @@ class JobActionView(JobPortalView):
         return ""
 
 
-class JobCancelView(JobActionView):
+class JobCancelPage(JobActionPage):
     done_message = gettext_lazy("The job was cancelled.")
 
     def act(self, request, job, **kwargs):
         services.job_cancel(job=job, actor=portal_actor(request))
 
 
-class JobRetryView(JobActionView):
+class JobRetryPage(JobActionPage):
     done_message = gettext_lazy("The job resumes at the steps that did not finish.")
 
     def act(self, request, job, **kwargs):
         services.job_retry(job=job, actor=portal_actor(request))
 
 
-class JobApproveView(JobActionView):
+class JobApprovePage(JobActionPage):
     scope = "job:approve"
     done_message = gettext_lazy("Approved: the video is being protected and registered.")
 
@@ -215,7 +215,7 @@ class JobApproveView(JobActionView):
         services.job_approve(job=job, actor=portal_actor(request))
 
 
-class ShotRegenerateView(JobActionView):
+class ShotRegeneratePage(JobActionPage):
     def act(self, request, job, number=0, **kwargs):
         services.shot_regenerate(job=job, number=number, actor=portal_actor(request))
         messages.success(request, _("Shot %(number)d is being regenerated.") % {"number": number})
@@ -252,7 +252,7 @@ def _shot(request, job: Job, number: int) -> tuple[dict, dict]:
     raise Http404("no such shot")
 
 
-class ShotCardView(JobPortalView):
+class ShotCardPage(JobPortalPage):
     """GET /jobs/<id>/shots/<n>/: one shot card (what the edit form's Cancel puts back)."""
 
     def get(self, request, job_id, number):
@@ -262,7 +262,7 @@ class ShotCardView(JobPortalView):
         return render(request, "generation/_shot_card.html", {**context, "shot": shot, "focus_edit": True})
 
 
-class ShotEditView(JobPortalView):
+class ShotEditPage(JobPortalPage):
     """GET: the edit form in place of the card; POST: services.shot_edit, then the card again."""
 
     scope = "job:create"
@@ -299,8 +299,8 @@ class ShotEditView(JobPortalView):
 # --- files -------------------------------------------------------------------------------------
 
 
-class JobFileView(JobPortalView):
-    """The API's downloads (JobFileView) for the portal's session: the same files, ranges for seeking."""
+class JobFilePage(JobPortalPage):
+    """The API's downloads (generation.api.JobFileView) for the portal's session: the same files, ranges for seeking."""
 
     kind, content_type, extension = "video", "video/mp4", "mp4"
 
@@ -316,13 +316,13 @@ class JobFileView(JobPortalView):
                              filename=f"{job.pk}-{self.kind}{number or ''}.{self.extension}")
 
 
-class JobVideoView(JobFileView):
+class JobVideoPage(JobFilePage):
     kind, content_type, extension = "video", "video/mp4", "mp4"
 
 
-class JobThumbnailView(JobFileView):
+class JobThumbnailPage(JobFilePage):
     kind, content_type, extension = "thumbnail", "image/jpeg", "jpg"
 
 
-class ShotFrameView(JobFileView):
+class ShotFramePage(JobFilePage):
     kind, content_type, extension = "frame", "image/png", "png"

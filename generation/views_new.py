@@ -21,7 +21,7 @@ from config.errors import DomainError
 from generation import budgets, selectors, services
 from generation.api import JobIn
 from generation.models import Job, JobStatus
-from generation.schemas import STYLE_NAMES
+from projects.schemas import STYLE_NAMES
 from generation.views import STATUS_LABELS
 from projects import templates as project_templates
 from projects.selectors import project_list

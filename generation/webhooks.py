@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record, changed, snapshot
 from accounts.crypto import secret_decrypt, secret_encrypt
 from accounts.models import Organization
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import Conflict, DomainError
 from config.outbound import (
     OutboundUrlNotAllowed,
@@ -336,3 +336,19 @@ def _post(url: str, body: bytes, headers: dict, *, timeout: float) -> int:
         finally:
             connection.close()
     raise OSError("no address to connect to")
+
+
+def content_registered_webhooks(sender, *, registrations: list, batch, block_number: int, **kwargs) -> None:
+    """`content.registered` to each owner's webhooks (rights.signals.content_registered), sent after the commit."""
+    from generation.dispatch import deliveries_dispatch
+
+    ids = []
+    for registration in registrations:
+        ids += webhook_event_emit(organization_id=registration.organization_id, event="content.registered", payload={
+            "content_id": registration.content.content_id, "sha256": registration.content.sha256,
+            "job": str(registration.content.job_id) if registration.content.job_id else None,
+            "registration": {"chain_id": batch.chain_id, "contract": batch.contract, "tx_hash": batch.tx_hash,
+                             "block_number": block_number, "merkle_root": batch.merkle_root,
+                             "proof": registration.proof}})
+    if ids:
+        deliveries_dispatch([str(delivery_id) for delivery_id in ids])

@@ -14,9 +14,11 @@ import uuid
 from django.conf import settings
 from django.db import close_old_connections
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.logging import log_context
 from config.metrics import STEP_DURATION
+from config.queues import QUEUES
+from rights.registry import registrations_anchor
 from generation import pipeline, stages
 
 logger = logging.getLogger(__name__)
@@ -110,6 +112,18 @@ def execute_next(queue: str, worker: str = WORKER_ID) -> str | None:
     return str(step.pk)
 
 
+def webhook_deliver_next(delivery_id: str) -> None:
+    """Try one webhook delivery; a retry is dispatched for when it is due."""
+    from django.utils import timezone
+
+    from generation.dispatch import deliveries_dispatch
+    from generation.webhooks import webhook_deliver
+
+    next_at = webhook_deliver(delivery_id)
+    if next_at:
+        deliveries_dispatch([delivery_id], countdown=max(0.0, (next_at - timezone.now()).total_seconds()))
+
+
 def sweep() -> dict:
     """Requeue steps of dead workers, advance stalled jobs and send webhook deliveries that are due."""
     from django.utils import timezone
@@ -126,22 +140,6 @@ def sweep() -> dict:
 
     return {"requeued": requeued, "stalled": stalled, "deliveries": due, "anchored": registrations_anchor(),
             "artifacts_deleted": artifacts_cleanup_due()}
-
-
-def registrations_anchor() -> int:
-    """The registration batcher: anchor pending registrations, then confirm sent batches. A chain
-    outage only delays this; the outbox keeps everything for the next sweep."""
-    from rights.chain import ChainError
-    from rights.registry import registration_anchor_batch, registrations_confirm
-
-    batches = 0
-    try:
-        while registration_anchor_batch(max_size=settings.REGISTRY_BATCH_SIZE) is not None:
-            batches += 1
-        registrations_confirm(confirmations=settings.REGISTRY_CONFIRMATIONS)
-    except ChainError as exc:
-        logger.warning("registry batcher: chain unavailable (%s); will retry", exc)
-    return batches
 
 
 class Sweeper(threading.Thread):
@@ -161,7 +159,7 @@ class Sweeper(threading.Thread):
                 close_old_connections()
 
 
-def run_until_idle(queues=("cpu", "gpu", "llm", "rights", "chain"), limit: int = 10_000) -> int:
+def run_until_idle(queues=QUEUES, limit: int = 10_000) -> int:
     """Run ready steps in this process until none is left (tests and `manage.py run_steps`)."""
     ran = 0
     while ran < limit:

@@ -5,7 +5,7 @@ from django.conf import settings as django_settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.tenancy import TenantModel
+from config.tenancy import TenantModel
 
 
 class Project(TenantModel):

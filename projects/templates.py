@@ -24,9 +24,9 @@ from accounts import services as account_services
 from accounts.audit import Actor, audit_record, changed, snapshot
 from accounts.models import Membership, Organization, User
 from accounts.roles import Role
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import Conflict, DomainError, NotFound
-from generation.schemas import SHOT, STYLE_NAMES
+from projects.schemas import SHOT, STYLE_NAMES
 from projects.models import Template, TemplateVersion
 
 # --- settings of a version ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Portal pages of projects: the list with its create form, a project with its jobs and assets, and
-the forms that edit and delete it.
+"""Portal pages of projects: the list with its create form, and the forms that edit and delete a project
+(the project page, with its jobs and assets, is generation/portal_projects.py's, in this namespace).
 
 They read through `projects.selectors` and write through `projects.services`, like the projects API
 (projects/api.py), with the same scopes: reads need `project:read`, writes `project:write`."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,14 +15,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.decorators import requires_scope
-from accounts.portal import PAGE_SIZE, form_refused, page_of, portal_actor
+from accounts.portal import form_refused, page_of, portal_actor
 from config.errors import DomainError
-from generation import selectors as job_selectors
-from generation.budgets import money
-from generation.models import JobStatus
-from generation.views import STATUS_LABELS
 from projects import selectors, services
-from rights.models import Content
 
 
 class ProjectForm(forms.Form):
@@ -40,17 +34,9 @@ def _require_write(request) -> None:
         raise PermissionDenied("needs project:write")
 
 
-def _project(project_id):
+def project_or_404(project_id):
     """The project of the active organization, or 404 (missing and foreign answer alike)."""
     return get_object_or_404(selectors.project_list(), pk=project_id)
-
-
-def _with_status_labels(jobs):
-    for job in jobs:
-        job.status_label = STATUS_LABELS.get(job.status, job.status)
-        job.progress_percent = round((job.progress or 0) * 100)
-        job.cost_text = money(job.cost)
-    return jobs
 
 
 @requires_scope("project:read")
@@ -76,22 +62,8 @@ def project_list(request):
 
 
 @requires_scope("project:read")
-def project_detail(request, project_id):
-    project = _project(project_id)
-    jobs = page_of(request, job_selectors.job_list(project_id=project.pk))
-    _with_status_labels(jobs.object_list)
-    # Content has no link to a project: a project's assets are the protected outputs of its jobs.
-    assets = Paginator(
-        Content.objects.filter(job__project_id=project.pk).select_related("job").order_by("-created_at"), PAGE_SIZE,
-    ).get_page(request.GET.get("assets_page"))
-    return render(request, "projects/project_detail.html", {
-        "project": project, "jobs": jobs, "assets": assets, "completed": JobStatus.COMPLETED,
-    })
-
-
-@requires_scope("project:read")
 def project_edit(request, project_id):
-    project = _project(project_id)
+    project = project_or_404(project_id)
     _require_write(request)
     form = ProjectForm(initial={"name": project.name, "description": project.description})
     if request.method == "POST":
@@ -110,7 +82,7 @@ def project_edit(request, project_id):
 
 @requires_scope("project:read")
 def project_delete(request, project_id):
-    project = _project(project_id)
+    project = project_or_404(project_id)
     _require_write(request)
     if request.method == "POST":
         name = project.name

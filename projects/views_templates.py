@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy
 from accounts.decorators import requires_scope
 from accounts.portal import form_refused, page_of, portal_actor
 from config.errors import DomainError, NotFound
-from generation.schemas import STYLE_NAMES
+from projects.schemas import STYLE_NAMES
 from projects import templates
 from projects.templates import ASPECT_RATIOS, MIN_SHOT_S, PROMPT_STAGES, PROVIDER_KINDS, PROVIDERS_BY_KIND, RESOLUTIONS
 

@@ -97,7 +97,7 @@ class ChainStateAdmin(admin.ModelAdmin):
     list_display = ["chain_id", "signer", "next_nonce", "updated_at"]
 
     def changelist_view(self, request, extra_context=None):
-        from rights.chain import chain_status
+        from rights.registry import chain_status
         from rights.models import RegistrationStatus
 
         status = chain_status()

@@ -638,13 +638,11 @@ def transaction_known(tx_hash: str, *, w3: Web3 | None = None) -> bool:
             return False
 
 
-def chain_status() -> dict[str, Any]:
-    """For health checks: mode, reachability, head, genesis, signer, balance, contract, and what the
-    registry's records say about this chain: the last reset recovered (`last_reset`), or a `problem`
-    (a reset not recovered yet, or anchors gone from a chain that is not a development one)."""
+def chain_node_status(*, records=None) -> dict[str, Any]:
+    """The node as this adapter sees it: mode, reachability, head, genesis, signer, balance, contract;
+    with `records(w3=, chain_id=, genesis=)`, what the registry's records say about this chain is added
+    (rights.registry.chain_status passes its report)."""
     from django.db import DatabaseError
-
-    from rights.registry import registry_chain_report
 
     status: dict[str, Any] = {"mode": "embedded" if chain_embedded() else "rpc", "ok": False}
     try:
@@ -658,7 +656,8 @@ def chain_status() -> dict[str, Any]:
                 balance_wei=w3.eth.get_balance(signer.address),
             )
         try:
-            status.update(registry_chain_report(w3=w3, chain_id=chain_id, genesis=status["genesis"]))
+            if records is not None:
+                status.update(records(w3=w3, chain_id=chain_id, genesis=status["genesis"]))
         except DatabaseError as exc:
             status["records"] = f"unavailable: {exc.__class__.__name__}"
         with chain_call():

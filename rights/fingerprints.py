@@ -36,9 +36,9 @@ import numpy as np
 from django.db import connection, transaction
 from PIL import Image
 
-from accounts.tenancy import UNSCOPED, ScopeError, current_scope, dangerously_unscoped
-from generation.media import MediaError, ffmpeg_exe
-from rights.media_limits import media_run
+from config.tenancy import UNSCOPED, ScopeError, current_scope, dangerously_unscoped
+from config.media import MediaError, ffmpeg_exe
+from config.media_limits import media_run
 from rights.models import Content, Fingerprint
 from rights.models.fingerprints import FingerprintBucket
 

@@ -33,7 +33,7 @@ from eth_abi import encode as abi_encode
 from web3 import Web3
 
 from accounts.audit import Actor, audit_record
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 from rights import chain
 from rights.models.registry import (
     BatchKind,
@@ -193,6 +193,13 @@ def _chain_reset_recover(*, state: ChainState, w3, signer: str, genesis: str, re
     logger.error("development chain %s was reset (%s): %s batch(es) lost, %s registration(s) back to pending, "
                  "nonce %s from the node%s", state.chain_id, reason, batches, requeued, nonce,
                  f", registry deployed again at {redeployed}" if redeployed else "")
+
+
+def chain_status() -> dict:
+    """For health checks: the node (rights.chain.chain_node_status) and what the registry's records say
+    about this chain: the last reset recovered (`last_reset`), or a `problem` (a reset not recovered yet,
+    or anchors gone from a chain that is not a development one)."""
+    return chain.chain_node_status(records=registry_chain_report)
 
 
 def registry_chain_report(*, w3, chain_id: int, genesis: str) -> dict:
@@ -501,20 +508,13 @@ def _batch_mined(batch: RegistrationBatch, *, receipt: dict, depth: int, confirm
 
 
 def _registered_webhooks(registrations: list, *, batch, block_number: int) -> None:
-    """`content.registered` to each owner's webhooks, sent after the commit."""
-    from generation.dispatch import deliveries_dispatch
-    from generation.webhooks import webhook_event_emit
+    """Tell the apps above (rights.signals.content_registered) in this transaction: the generation app
+    turns it into `content.registered` webhook deliveries, sent after the commit."""
+    from rights.signals import content_registered
 
-    ids = []
-    for registration in registrations:
-        ids += webhook_event_emit(organization_id=registration.organization_id, event="content.registered", payload={
-            "content_id": registration.content.content_id, "sha256": registration.content.sha256,
-            "job": str(registration.content.job_id) if registration.content.job_id else None,
-            "registration": {"chain_id": batch.chain_id, "contract": batch.contract, "tx_hash": batch.tx_hash,
-                             "block_number": block_number, "merkle_root": batch.merkle_root,
-                             "proof": registration.proof}})
-    if ids:
-        deliveries_dispatch([str(delivery_id) for delivery_id in ids])
+    if registrations:
+        content_registered.send(sender=Registration, registrations=registrations, batch=batch,
+                                block_number=block_number)
 
 
 def registration_revoke(*, registration: Registration, reason: str, actor: Actor) -> Registration:
@@ -563,3 +563,16 @@ def proof_verify_onchain(registration: Registration) -> bool:
 def registration_status(*, content) -> str | None:
     """A content's registration status (pending, anchored, confirmed, revoked), or None if never queued."""
     return Registration.objects.filter(content=content).values_list("status", flat=True).first()
+
+
+def registrations_anchor() -> int:
+    """The registration batcher: anchor pending registrations, then confirm sent batches. A chain
+    outage only delays this; the outbox keeps everything for the next sweep."""
+    batches = 0
+    try:
+        while registration_anchor_batch(max_size=settings.REGISTRY_BATCH_SIZE) is not None:
+            batches += 1
+        registrations_confirm(confirmations=settings.REGISTRY_CONFIRMATIONS)
+    except chain.ChainError as exc:
+        logger.warning("registry batcher: chain unavailable (%s); will retry", exc)
+    return batches

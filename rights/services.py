@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from config.errors import Conflict
-from generation.media import sha256_file
-from rights.media_limits import upload_budget
+from config.media import sha256_file
+from config.media_limits import upload_budget
 from rights.models import Content, ContentKind, ContentSource
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,11 @@ def marked_contents(path: Path) -> dict:
     from django.db.models import Q
 
     from rights.credentials import credential_read
-    from rights.verification import _contents_by_id
+    from rights.verification import dangerously_contents
     from rights.watermark import watermark_detect
 
     digest = sha256_file(path)
-    found = {content.pk: "exact_hash" for content in _contents_by_id(Q(sha256=digest) | Q(original_sha256=digest))}
+    found = {content.pk: "exact_hash" for content in dangerously_contents(Q(sha256=digest) | Q(original_sha256=digest))}
     for method, read in (("c2pa", credential_read), ("watermark", watermark_detect)):
         try:
             result = read(path) or {}
@@ -53,7 +53,7 @@ def marked_contents(path: Path) -> dict:
             logger.warning("%s read failed on an upload", method, exc_info=True)
             continue
         if result.get("content_id") and (method != "c2pa" or result.get("valid")):
-            for content in _contents_by_id(content_id=result["content_id"]):
+            for content in dangerously_contents(content_id=result["content_id"]):
                 found.setdefault(content.pk, method)
     return found
 
@@ -64,7 +64,7 @@ def infringement_matches(*, organization_id: int, hashes: list[int], named_by_fi
     earliest first. None when the earliest standing match is the organization's own: then this is its
     later version of its own original, and a copy registered by someone else after that original (an
     operator released it) does not make the owner's re-upload an infringement. One query for the contents."""
-    from accounts.tenancy import dangerously_unscoped
+    from config.tenancy import dangerously_unscoped
     from rights.fingerprints import fingerprint_search
     from rights.selectors import content_claims
     from rights.verification import registration_order
@@ -117,7 +117,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     hashes, crop_hashes = fingerprints_compute_stored(signed)
     timings["fingerprint_s"] = round(time.perf_counter() - step, 3)
 
-    from generation import media
+    from config import media
 
     meta = media.probe(signed) if kind == ContentKind.VIDEO else {}
     if kind == ContentKind.IMAGE:
@@ -159,7 +159,7 @@ def _refuse_too_small(path: Path, kind: str) -> None:
         with Image.open(path) as image:
             width, height = image.size
     else:
-        from generation import media
+        from config import media
 
         meta = media.probe(path)
         width, height = meta.get("width") or 0, meta.get("height") or 0
@@ -203,7 +203,7 @@ def _asset_hold_decide(*, content: Content, actor, note: str, decision: str) -> 
     """Record an operator's decision on a held upload, in the content's own tenant scope (the admin
     runs unscoped, a script may run in none), under a row lock so two operators cannot both decide."""
     from accounts.audit import audit_record
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from rights.registry import registration_enqueue
     from rights.selectors import HELD, hold_state
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Q
 
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 from config.errors import DomainError, NotFound
-from generation.media import sha256_file
-from rights import media_limits
+from config.media import sha256_file
+from config import media_limits
 from rights.models import Content, RegistrationStatus
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def sniff(head: bytes) -> str | None:
 def check_upload(path: Path) -> str:
     """Refuse what we will not decode, before decoding it: unknown types, images whose header claims
     more than MEDIA_MAX_IMAGE_PIXELS, videos over the media limits or in an unexpected stream layout
-    (rights.media_limits.media_check_video), files Pillow or ffmpeg cannot read. Returns the mime type.
+    (config.media_limits.media_check_video), files Pillow or ffmpeg cannot read. Returns the mime type.
     Every upload path calls it: verification, asset uploads (API and portal) and `manage.py protect`."""
     size = path.stat().st_size
     if size == 0:
@@ -67,7 +67,7 @@ def check_upload(path: Path) -> str:
         except Exception:
             raise VerifyRefused("The image is truncated or damaged.", code="unreadable_file") from None
     else:
-        from generation import media
+        from config import media
 
         media_limits.media_check_video(path)
         # The decoder's view of the stream (ffmpeg decodes its first frames here), bounded in memory and
@@ -92,8 +92,10 @@ class Match:
     confidence: float
 
 
-def _contents_by_id(*conditions, **lookup) -> list[Content]:
-    """Contents whatever their state: for the infringement check, not for public answers."""
+def dangerously_contents(*conditions, **lookup) -> list[Content]:
+    """Contents of every organization, whatever their state (held, rejected, revoked): a read past the
+    tenant scope, for the global checks that need it (the infringement check, and verification, which
+    narrows it to public_contents below). Never for an answer shown as is."""
     with dangerously_unscoped():
         return list(Content.objects.select_related("organization", "registration", "registration__batch")
                     .filter(*conditions, **lookup))
@@ -103,7 +105,7 @@ def public_contents(*conditions, **lookup) -> list[Content]:
     """The contents a public answer may name: those whose registration is confirmed on chain. A held
     content has no registration yet, a rejected one never gets one, a pending or anchored one is not
     settled, and a revoked one was withdrawn: none of them is anyone's public claim of ownership."""
-    return _contents_by_id(*conditions, registration__status=RegistrationStatus.CONFIRMED, **lookup)
+    return dangerously_contents(*conditions, registration__status=RegistrationStatus.CONFIRMED, **lookup)
 
 
 def find_by_hash(sha256: str) -> list[Match]:
@@ -261,7 +263,7 @@ CERTIFIED = (RegistrationStatus.PENDING, RegistrationStatus.ANCHORED, Registrati
 def certificate_content(content_id: str) -> Content:
     """The content behind a public certificate: registered (confirmed, or pending and shown so). A held or
     rejected content (no registration) and a revoked one answer exactly like an unknown id."""
-    contents = _contents_by_id(content_id=content_id[:16], registration__status__in=CERTIFIED)
+    contents = dangerously_contents(content_id=content_id[:16], registration__status__in=CERTIFIED)
     if not contents:
         raise NotFound("No such content.")
     return contents[0]

@@ -128,7 +128,7 @@ def asset_detail(request, asset_id):
 
 
 def _asset_file(request, content: Content):
-    from generation.downloads import file_response
+    from config.downloads import file_response
     from rights.selectors import HELD, REJECTED, hold_state
 
     if not content.protected:

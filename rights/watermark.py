@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rights.media_limits import MediaFailure, media_process
+from config.media_limits import MediaFailure, media_process
 
 # --- content id and payload ---------------------------------------------------------------------------
 
@@ -336,13 +336,13 @@ def watermark_image(src, dst, content_id: str, *, mode: str = "both") -> dict:
 
 
 def _ffmpeg() -> str:
-    from generation.media import ffmpeg_exe
+    from config.media import ffmpeg_exe
 
     return ffmpeg_exe()
 
 
 def _video_info(path: Path) -> dict:
-    from generation.media import MediaError, probe
+    from config.media import MediaError, probe
 
     try:
         return probe(path)
@@ -393,7 +393,7 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
     copying the audio stream untouched. Returns what was done, for the content record."""
     import time
 
-    from generation.media import VIDEO_PRESET
+    from config.media import VIDEO_PRESET
 
     src, dst = Path(src), Path(dst)
     info = _video_info(src)

@@ -16,7 +16,7 @@ from accounts.middleware import SESSION_ORGANIZATION_KEY
 from accounts.models import ApiKey
 from accounts.roles import scopes_for_role
 from accounts.selectors import membership_of, memberships_of_user
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 
 
 

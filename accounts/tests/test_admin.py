@@ -3,7 +3,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ApiKey, AuditEntry, Membership, Organization, User
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 
 
 @pytest.fixture

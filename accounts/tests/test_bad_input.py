@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import Invitation, Membership, User
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from accounts.tokens import token_digest
 
 

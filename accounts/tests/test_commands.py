@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Membership, Organization, User
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 
 
 def run(*args) -> str:

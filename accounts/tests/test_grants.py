@@ -8,7 +8,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import Invitation, Membership
 from accounts.roles import ROLE_SCOPES, SCOPES, Role
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from accounts.tests.test_roles_api import assert_error, membership_id, role_of
 from config.errors import DomainError
 

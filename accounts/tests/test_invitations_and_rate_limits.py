@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from accounts.api import throttling
 from accounts.models import AuditEntry, Invitation, Membership, User
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from accounts.tokens import token_digest
 
 PASSWORD = "correct horse battery staple"

@@ -1,6 +1,6 @@
 """Portal sign-in, sign-out, the dashboard and the organization switcher."""
 from accounts.models import User
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from accounts.models import Membership
 
 PASSWORD = "correct horse battery staple"

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership, User
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.models import GenerationPolicy, Job, JobStatus, Webhook, WebhookDelivery
 
 PASSWORD = "correct horse battery staple"

@@ -15,7 +15,7 @@ from accounts.audit import Actor
 from accounts.models import ApiKey, AuditEntry, Membership
 from accounts.roles import ROLE_SCOPES, SCOPES, Role
 from accounts.services import organization_set_suspended
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from projects.models import Project
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership
-from accounts.tenancy import ScopeError, dangerously_unscoped, tenant_models, tenant_scope
+from config.tenancy import ScopeError, dangerously_unscoped, tenant_models, tenant_scope
 from generation.models import ProviderCredential, Webhook
 from projects.models import Project
 

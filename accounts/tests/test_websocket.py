@@ -15,7 +15,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.consumers import organization_group
 from accounts.models import Membership
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.asgi import application
 
 

@@ -275,7 +275,7 @@ def test_a_job_waits_for_moderation_that_cannot_run(tenant_a):
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "moderation_unavailable"
     assert "no api_key configured" in response.json()["error"]["message"]
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
 
     with tenant_scope(tenant_a.organization):
         assert not Job.objects.exists()

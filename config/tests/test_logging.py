@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from accounts.audit import Actor
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.logging import JsonFormatter
 from generation import services
 from generation.models import Step

@@ -12,7 +12,7 @@ from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.audit import Actor
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tests.test_websocket import session_cookie
 from generation import services
 from generation.models import Job, Step

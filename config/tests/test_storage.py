@@ -20,10 +20,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.audit import Actor
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.storage import default_storage_config
 from config.tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server_start
-from generation.media import ffmpeg_exe
+from config.media import ffmpeg_exe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -72,7 +72,7 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
 
 
 class TextProvider(Protocol):
-    """style, script and storyboard; each returns a dict valid against generation/schemas.py."""
+    """style, script and storyboard; each returns a dict valid against projects/schemas.py."""
 
     name: ClassVar[str]
     queue: ClassVar[str]  # "cpu", "llm" or "gpu"

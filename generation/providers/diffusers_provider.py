@@ -42,7 +42,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
-from generation.media import ffmpeg_exe
+from config.media import ffmpeg_exe
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 
 log = logging.getLogger(__name__)

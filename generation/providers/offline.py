@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from generation import schemas
-from generation.media import ffmpeg_exe
+from projects import schemas
+from config.media import ffmpeg_exe
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 from generation.styles import STYLE_CATALOGUE
 

@@ -46,7 +46,7 @@ from typing import Any, Callable, ClassVar
 import openai
 
 from config.outbound import OutboundUrlNotAllowed, outbound_http_client, outbound_url_check
-from generation import schemas
+from projects import schemas
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,10 @@ from django.conf import settings
 from django.db import connection
 
 from config.client_address import UVICORN_ARGS
+from config.queues import QUEUES, dramatiq_queue
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL_QUEUES = "cpu,gpu,llm,rights,chain"
+ALL_QUEUES = ",".join(QUEUES)
 
 
 def free_port() -> int:
@@ -53,7 +54,7 @@ def platform_env(**overrides) -> dict:
 def worker_command(engine: str, queues: str = ALL_QUEUES, name: str = "worker") -> list[str]:
     if engine == "dramatiq":
         return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
-                *(f"dq-{queue}" for queue in queues.split(",")),
+                *(dramatiq_queue(queue) for queue in queues.split(",")),
                 "--processes", "1", "--threads", "1"]
     # A node name of its own: on RabbitMQ two workers named celery@host clash over their control queue
     # (here and in concurrent test runs on one broker).

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 
 
 def queries_of(client, method: str, path: str, body: dict | None = None) -> int:

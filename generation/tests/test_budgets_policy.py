@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.budgets import BudgetExceeded, budget_check, money, spend_summary
 from generation.models import GenerationPolicy, Job, JobStatus
 from generation.policy import (

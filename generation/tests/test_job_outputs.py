@@ -4,7 +4,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from accounts.audit import Actor
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from accounts.tests.test_websocket import session_cookie
 from config.asgi import application
 from generation import services

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.models import GenerationPolicy, Job, Step
 
 

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from generation import media
-from generation.media import MediaError, compose, ffmpeg_exe, parse_ffmpeg_info, probe, review_checks, thumbnail
+from config.media import MediaError, ffmpeg_exe, parse_ffmpeg_info, probe
+from generation.media import compose, review_checks, thumbnail
 
 W, H, FPS = 640, 360, 24
 

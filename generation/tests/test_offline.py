@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generation import schemas
-from generation.media import ffmpeg_exe, probe
+from projects import schemas
+from config.media import ffmpeg_exe, probe
 from generation.providers.base import ProviderError, ProviderRefused, StageContext
 from generation.providers.offline import OfflineImage, OfflineText, OfflineVideo, OfflineVoice, palette_colors
 from generation.styles import STYLE_CATALOGUE

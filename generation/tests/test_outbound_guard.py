@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.tests.fake_dns import fake_dns
 from config.tests.loopback import Listener
 from generation.models import GenerationPolicy, Job, ProviderCredential

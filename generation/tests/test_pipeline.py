@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.audit import Actor
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import services
 from generation.models import Artifact, GenerationPolicy, Job, JobEvent, ProviderCredential, Step
 from generation.worker import run_until_idle

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.audit import Actor
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.models import GenerationPolicy, Job, JobStatus
 from projects.templates import template_create
 

@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.events import job_event
 from generation.models import Artifact, Job, JobStatus, Stage, Step, StepStatus
 from generation.pipeline import steps_create

@@ -1,7 +1,7 @@
 """Generation settings through the API: budgets and policy, provider credentials stored encrypted."""
 from accounts.crypto import secret_decrypt
 from accounts.models import AuditEntry
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.models import ProviderCredential
 from config.tests.fake_dns import fake_dns
 

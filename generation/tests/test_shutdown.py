@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from django.utils import timezone
 
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 from generation.models import Artifact, Step
 from generation.tests.live import free_port, live_platform
 from generation.tests.test_workers import _purge, start_job

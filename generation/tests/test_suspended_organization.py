@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Membership
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tests.test_websocket import closed_with, session_cookie
 from config.asgi import application
 from config.celery import app as celery_app

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.audit import Actor
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation import services
 from generation.models import Step, StepStatus
 from generation.tests.live import ROOT, free_port, platform_env

@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.crypto import secret_decrypt
 from accounts.models import AuditEntry
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import DomainError
 from generation import webhooks
 from generation.models import DeliveryStatus, Webhook, WebhookDelivery

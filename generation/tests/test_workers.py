@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from accounts.tenancy import dangerously_unscoped
+from config.tenancy import dangerously_unscoped
 from generation.models import Artifact, Step
 from generation.tests.live import live_platform
 

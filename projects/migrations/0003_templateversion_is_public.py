@@ -6,7 +6,7 @@ from django.db.models import F
 
 
 def publish_current_versions(apps, schema_editor):
-    from accounts.tenancy import dangerously_unscoped
+    from config.tenancy import dangerously_unscoped
 
     TemplateVersion = apps.get_model("projects", "TemplateVersion")
     alias = schema_editor.connection.alias

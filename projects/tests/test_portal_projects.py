@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation.models import Job, JobStatus
 from projects.models import Project
 from rights.models import Content

@@ -1,5 +1,5 @@
 from accounts.models import AuditEntry
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 
 
 def test_owner_creates_lists_updates_and_deletes_a_project_with_audit(tenant_a):

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.audit import Actor
 from accounts.models import AuditEntry, Organization, User
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import Conflict, DomainError, NotFound
 from projects import templates
 from projects.models import Template, TemplateVersion

@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 def buckets_fill(apps, schema_editor):
-    from accounts.tenancy import dangerously_unscoped
+    from config.tenancy import dangerously_unscoped
     from rights.fingerprints import buckets_pack, stored_hashes
 
     Fingerprint = apps.get_model("rights", "Fingerprint")

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.tenancy import TenantModel
+from config.tenancy import TenantModel
 
 
 class ContentKind(models.TextChoices):

@@ -5,7 +5,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from accounts.tenancy import TenantModel
+from config.tenancy import TenantModel
 
 
 class RegistrationStatus(models.TextChoices):

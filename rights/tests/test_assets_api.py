@@ -2,7 +2,7 @@
 import io
 import subprocess
 
-from generation.media import ffmpeg_exe
+from config.media import ffmpeg_exe
 from generation.worker import registrations_anchor
 
 
@@ -31,7 +31,7 @@ def test_upload_protects_and_registers_an_image(tenant_a, tenant_b, tmp_path):
 
 def test_confirmed_registration_emits_content_registered(tenant_a, tmp_path, settings):
     from accounts.audit import Actor
-    from accounts.tenancy import tenant_scope
+    from config.tenancy import tenant_scope
     from generation.models import WebhookDelivery
     from generation.webhooks import webhook_create
 

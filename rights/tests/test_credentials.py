@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from django.core.management import call_command
 from PIL import Image
 
-from generation.media import ffmpeg_exe
+from config.media import ffmpeg_exe
 from rights.credentials import (
     AI_GENERATED,
     CAPTURED,

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from PIL import Image
 
-from accounts.tenancy import ScopeError, current_scope, dangerously_unscoped, tenant_scope
-from generation.media import ffmpeg_exe
+from config.tenancy import ScopeError, current_scope, dangerously_unscoped, tenant_scope
+from config.media import ffmpeg_exe
 from rights import fingerprints
 from rights.fingerprints import (
     band_radii,

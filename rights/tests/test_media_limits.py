@@ -15,8 +15,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from generation.media import ffmpeg_exe
-from rights import media_limits
+from config.media import ffmpeg_exe
+from config import media_limits
 from rights.verification import check_upload
 
 URL = "/api/v1/verify"

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.template.loader import render_to_string
 
-from accounts.tenancy import tenant_scope
-from generation.media import ffmpeg_exe
+from config.tenancy import tenant_scope
+from config.media import ffmpeg_exe
 from generation.worker import registrations_anchor
 from rights.models import Content, Registration
 from rights.tests.test_verify_api import png_claiming

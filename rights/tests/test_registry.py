@@ -15,8 +15,8 @@ import pytest
 from web3 import Web3
 
 from accounts.audit import Actor
-from accounts.tenancy import dangerously_unscoped, tenant_scope
-from rights import chain
+from config.tenancy import dangerously_unscoped, tenant_scope
+from rights import chain, registry
 from rights.models import ChainState, Content, Registration, RegistrationBatch, RegistrationStatus
 from rights.models.registry import BatchStatus
 from rights.registry import (
@@ -213,7 +213,7 @@ def test_signer_key_is_generated_once_with_mode_0600(embedded_chain):
 
 
 def test_chain_status_reports_the_embedded_chain(embedded_chain, db):
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert status["ok"] and status["mode"] == "embedded" and status["contract_ok"]
     assert status["signer"] == chain.chain_signer().address
     assert status["development"] and status["genesis"].startswith("0x") and "problem" not in status
@@ -255,7 +255,7 @@ django.setup()
 from django.conf import settings
 settings.CHAIN_DIR = {str(embedded_chain)!r}
 settings.CHAIN_RPC_URL = ""
-from rights import chain
+from rights import chain, registry
 contract = chain.registry_contract()
 print(json.dumps({{"verify": contract.functions.verify({registration.leaf!r}, {registration.proof!r}).call(),
                   "anchored_at": contract.functions.anchored_at({batch.merkle_root!r}).call(),
@@ -287,7 +287,7 @@ def test_an_unreachable_node_loses_nothing(settings, tmp_path, monkeypatch, tena
         with pytest.raises(chain.ChainUnavailable):
             registrations_confirm()
         assert {(r.status, r.batch_id) for r in registrations()} == {(RegistrationStatus.PENDING, None)}
-        assert chain.chain_status()["ok"] is False
+        assert registry.chain_status()["ok"] is False
     finally:
         chain.chain_client_reset()
 
@@ -334,11 +334,11 @@ def test_a_wiped_embedded_chain_is_recovered_and_everything_anchored_again(embed
     with tenant_scope(tenant_b.organization):
         registration_revoke(registration=victim, reason="licence ended", actor=Actor.system())
     registrations_confirm()
-    old_genesis = chain.chain_status()["genesis"]
+    old_genesis = registry.chain_status()["genesis"]
 
     settings.CHAIN_DIR = tmp_path / "wiped"  # CHAIN_DIR lost (journal and key), the database kept
     chain.chain_client_reset()
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert status["genesis"] != old_genesis and status["problem"].startswith("chain_replaced")
     assert not status["ok"]
     assert not chain.registry_holds(address=first.contract, root=first.merkle_root)  # no contract there now
@@ -357,7 +357,7 @@ def test_a_wiped_embedded_chain_is_recovered_and_everything_anchored_again(embed
     assert registrations_confirm() == 4
     for registration in registrations():
         assert proof_verify_onchain(registration) == (registration.pk != victim.pk)
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert status["ok"] and status["last_reset"]["registrations_requeued"] == 4 and "problem" not in status
 
 

@@ -22,8 +22,8 @@ from django.db import connection
 from web3 import Web3
 
 from accounts.audit import Actor
-from accounts.tenancy import dangerously_unscoped, tenant_scope
-from rights import chain
+from config.tenancy import dangerously_unscoped, tenant_scope
+from rights import chain, registry
 from rights.models import ChainState, Registration, RegistrationBatch, RegistrationStatus
 from rights.models.registry import BatchStatus
 from rights.registry import (
@@ -148,7 +148,7 @@ def test_anchor_confirm_and_verify_on_anvil(anvil, tenant_a, tenant_b):
     assert_each_registration_confirmed_exactly_once()
     batch.refresh_from_db()
     assert batch.gas_used / batch.size < 1000
-    assert chain.chain_status()["ok"]
+    assert registry.chain_status()["ok"]
 
 
 def test_outage_before_confirming_then_node_restarts(anvil, tenant_a, tenant_b):
@@ -311,7 +311,7 @@ def test_anvil_restarted_without_its_state_is_recovered_and_reanchored_once(anvi
     assert RegistrationBatch.objects.get(pk=signed.pk).status == BatchStatus.SIGNED
     # ...and comes back as a new chain with the same id: the contract and every anchor are gone.
     anvil.restart_without_state()
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert status["chain_id"] == 31337 and status["development"]
     assert status["genesis"] != old_genesis and status["problem"].startswith("chain_replaced")
     assert not status["ok"]
@@ -331,7 +331,7 @@ def test_anvil_restarted_without_its_state_is_recovered_and_reanchored_once(anvi
     new_batches = RegistrationBatch.objects.filter(chain_epoch=1)
     assert sorted(new_batches.values_list("nonce", flat=True)) == [1, 2, 3]
     assert {b.contract for b in new_batches} == {chain.registry_address()} and old_contract  # same signer, nonce 0
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert status["ok"] and "problem" not in status and status["last_reset"]["batches_lost"] == 3
 
 
@@ -376,7 +376,7 @@ def test_a_reset_of_a_production_chain_id_is_reported_never_reanchored(anvil, se
         registrations_confirm()
     with pytest.raises(chain.ChainReplaced):
         registration_anchor_batch()
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert not status["ok"] and not status["development"]
     assert status["problem"].startswith("chain_replaced") and "operator" in status["problem"]
     assert status["error"].startswith("registry_missing")  # and no new contract deployed by itself
@@ -401,20 +401,20 @@ def test_anchors_gone_with_the_same_genesis(anvil, tenant_a, recovered):
     anchor_everything()
     anvil.rpc("evm_revert", [snapshot])
 
-    status = chain.chain_status()
+    status = registry.chain_status()
     assert status["problem"].startswith("anchors_missing") and not status["ok"]
     registrations_confirm()
     if recovered:
         assert chain_state().epoch == 1 and chain_state().last_reset["registry_redeployed"] is None
         anchor_everything()
         assert_each_registration_confirmed_exactly_once()
-        assert chain.chain_status()["ok"]
+        assert registry.chain_status()["ok"]
     else:
         assert chain_state().epoch == 0
         assert {r.status for r in registrations()} == {RegistrationStatus.CONFIRMED}
         assert not any(proof_verify_onchain(r) for r in registrations())
         assert RegistrationBatch.objects.get().status == BatchStatus.CONFIRMED
-        assert chain.chain_status()["problem"].startswith("anchors_missing")
+        assert registry.chain_status()["problem"].startswith("anchors_missing")
 
 
 # --- Stuck transactions: replaced with the same nonce and higher fees ------------------------

@@ -17,10 +17,10 @@ from rest_framework.test import APIClient
 
 from accounts.audit import Actor
 from accounts.models import AuditEntry, User
-from accounts.tenancy import dangerously_unscoped, tenant_scope
+from config.tenancy import dangerously_unscoped, tenant_scope
 from conftest import make_tenant
 from generation import services
-from generation.media import ffmpeg_exe
+from config.media import ffmpeg_exe
 from generation.models import Job
 from generation.worker import registrations_anchor, run_until_idle
 from rights.models import Content

@@ -8,7 +8,7 @@ import zlib
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from rights.models import Content, Registration
 
 URL = "/api/v1/verify"

@@ -6,9 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.audit import Actor
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from generation import services
-from generation.media import ffmpeg_exe
+from config.media import ffmpeg_exe
 from generation.worker import registrations_anchor, run_until_idle
 
 

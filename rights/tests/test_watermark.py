@@ -18,7 +18,7 @@ except ImportError:
     WatermarkDecoder = WatermarkEncoder = None
 needs_library = pytest.mark.skipif(WatermarkDecoder is None, reason="needs invisible-watermark: make install-gpu")
 
-from generation.media import ffmpeg_exe, probe
+from config.media import ffmpeg_exe, probe
 from rights.watermark import (
     CROCKFORD,
     PAYLOAD_BITS,

@@ -5,7 +5,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import Organization
 from accounts.roles import SCOPES
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.errors import DomainError
 
 

@@ -20,6 +20,8 @@ import pytest
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 
+from config.queues import QUEUES
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,7 +31,6 @@ PASSWORD = "browser tests pass phrase 42"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
-QUEUES = ("cpu", "gpu", "llm", "rights", "chain")
 
 
 def _free_port() -> int:

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from accounts.audit import Actor
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from accounts.tests.browser.conftest import screenshot, sign_in, with_password
 
 pytestmark = pytest.mark.browser

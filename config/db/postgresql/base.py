@@ -1,7 +1,7 @@
 """PostgreSQL backend that keeps row level security in step with the tenant scope.
 
 Before each statement it makes sure the connection's `app.organization_id` and `app.unscoped`
-settings equal the active scope (accounts/tenancy.py), so a query that slipped past the ORM's
+settings equal the active scope (config/tenancy.py), so a query that slipped past the ORM's
 scoping still sees only the current organization's rows. The settings are re-sent only when the
 scope changed, or after a rollback (which undoes them).
 """
@@ -18,7 +18,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _apply_tenant_scope(self, execute, sql, params, many, context):
         # Imported here: the backend loads while models are being defined, before accounts can be.
-        from accounts.tenancy import rls_settings
+        from config.tenancy import rls_settings
 
         wanted = rls_settings()
         if wanted != self._rls_applied:

@@ -12,14 +12,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from config.client_address import UVICORN_ARGS
+from config.queues import QUEUES, dramatiq_queue
 
-ALL_QUEUES = "cpu,gpu,llm,rights,chain"
+ALL_QUEUES = ",".join(QUEUES)
 
 
 def worker_command(queues: str, concurrency: int) -> list[str]:
     if settings.QUEUE_ENGINE == "dramatiq":
         return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
-                *(f"dq-{queue}" for queue in queues.split(",")),
+                *(dramatiq_queue(queue) for queue in queues.split(",")),
                 "--processes", "1", "--threads", str(concurrency)]
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "threads", "-c",
             str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Organization
-from accounts.tenancy import tenant_scope
+from config.tenancy import tenant_scope
 from config.errors import DomainError
-from rights.media_limits import media_budget
+from config.media_limits import media_budget
 from rights.verification import MP4, check_upload
 
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             raise CommandError(f"{exc.code}: {exc.message}") from None
         anchored = ""
         if not no_anchor:
-            from generation.worker import registrations_anchor
+            from rights.registry import registrations_anchor
 
             registrations_anchor()
             with tenant_scope(organization):

@@ -4,8 +4,8 @@ headers before anything is decoded, and the memory and time every ffmpeg process
 A small file can declare a 16000x16000 frame or a million frames, and decoding it then costs gigabytes
 and minutes. So every upload path (POST /api/v1/verify, POST /api/v1/assets, the portal's upload and
 verify pages, `manage.py protect`) calls rights.verification.check_upload, which refuses such a video here
-from its headers alone; and every ffmpeg process that reads media (generation.media, rights.fingerprints,
-rights.watermark) starts through media_run or media_process, under an address-space limit and the deadline
+from its headers alone; and every ffmpeg process that reads media (config.media, generation.media,
+rights.fingerprints, rights.watermark) starts through media_run or media_process, under an address-space limit and the deadline
 of the current media_budget, so a file that passes the checks and still costs too much is stopped too.
 """
 from __future__ import annotations
@@ -49,8 +49,20 @@ class MediaRefused(DomainError):
 
 
 class MediaFailure(Exception):
-    """A media tool failed on a file (generation.media.MediaError and rights.watermark.WatermarkError are
+    """A media tool failed on a file (config.media.MediaError and rights.watermark.WatermarkError are
     kinds of it), so an upload path can answer it as the file's fault without knowing the tools."""
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: the system one when on PATH, else the static build shipped with imageio-ffmpeg."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:  # pragma: no cover - imageio-ffmpeg is a base requirement
+        raise MediaFailure("no ffmpeg: install it or the imageio-ffmpeg package") from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _too_large(message: str) -> MediaRefused:
@@ -259,17 +271,11 @@ def header_streams(stderr: str) -> list[Stream]:
     return streams
 
 
-def _ffmpeg() -> str:
-    from generation.media import ffmpeg_exe  # the one place that knows where ffmpeg is
-
-    return ffmpeg_exe()
-
-
 def video_header(path: Path) -> VideoHeader:
     """The streams the container declares, without decoding a frame (`-nofind_stream_info`: ffmpeg
     otherwise decodes the first frames to fill in details, and that decode is what a hostile frame size
     makes expensive)."""
-    completed = media_run([_ffmpeg(), "-hide_banner", "-nostdin", "-nofind_stream_info", "-i", str(path)],
+    completed = media_run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-nofind_stream_info", "-i", str(path)],
                           timeout=settings.MEDIA_PROBE_TIMEOUT_S)
     text = completed.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
@@ -284,7 +290,7 @@ def _count_frames(path: Path, header: VideoHeader) -> None:
     """The video stream's packets and last timestamp, by copying them (no decode) to nowhere; stops
     one past the limits, so a file with millions of frames costs no more than one at the limit."""
     completed = media_run([
-        _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nofind_stream_info", "-i", str(path),
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nofind_stream_info", "-i", str(path),
         "-map", "0:v:0", "-c", "copy", "-frames:v", str(settings.MEDIA_MAX_FRAMES + 1),
         "-t", f"{settings.MEDIA_MAX_DURATION_S + 1:.3f}", "-f", "null", "-progress", "pipe:1", "-nostats", "-",
     ], timeout=settings.MEDIA_PROBE_TIMEOUT_S)

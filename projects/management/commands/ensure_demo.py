@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 
 from accounts import services
 from accounts.models import Organization
+from projects.templates import ensure_public_library
 
 DEMO_EMAIL = "owner@demo.studio"
 
@@ -15,8 +16,6 @@ class Command(BaseCommand):
     help = "Create the demo organization and its owner if no organization exists yet; print the login."
 
     def handle(self, *args, **options):
-        from projects.templates import ensure_public_library
-
         ensure_public_library()
         login_file = settings.VAR_DIR / "demo-login.txt"
         if Organization.objects.exclude(slug="platform").exists():
