@@ -5,6 +5,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import SCOPES, Role
+from accounts.services import LoginLocked, login_authenticate
 
 ROLE_LABELS = {
     Role.OWNER: _("Owner"), Role.ADMIN: _("Admin"), Role.PRODUCER: _("Producer"),
@@ -31,8 +32,6 @@ class AdminLoginForm(AdminAuthenticationForm):
     def clean(self):
         username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
         if username is not None and password:
-            from accounts.services import LoginLocked, login_authenticate
-
             try:
                 self.user_cache = login_authenticate(request=self.request, email=username, password=password)
             except LoginLocked as exc:

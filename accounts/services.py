@@ -17,15 +17,16 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.api.throttling import rate_hits
 from accounts.audit import Actor, audit_record, changed, client_ip, snapshot
 from accounts.counters import counter_delete, counter_read, counters_incr
 from accounts.live_sessions import member_group, organization_sessions_group, sessions_end
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
 from accounts.roles import SCOPES, Role, scopes_for_role
 from accounts.signals import organization_reinstated
-from config.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tokens import api_key_generate, token_digest
 from config.errors import Conflict, DomainError, Forbidden, NotFound
+from config.tenancy import dangerously_unscoped, tenant_scope
 
 # --- users -------------------------------------------------------------------------------------
 
@@ -396,7 +397,6 @@ def login_clear_failures(*, email: str, ip: str | None) -> None:
 def password_reset_allowed(*, email: str, ip: str | None) -> bool:
     """Whether a reset mail may go out: counted per address and per client address whether or not an
     account exists, so the limit (like the answer) says nothing about who has one."""
-    from accounts.api.throttling import rate_hits  # the same fixed windows as the API's limits
 
     return rate_hits([
         ("password_reset_email", token_digest(email.lower())[:32], settings.PASSWORD_RESET_RATE_PER_EMAIL),

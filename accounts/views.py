@@ -33,7 +33,6 @@ from accounts.forms import (
     login_locked_message,
 )
 from accounts.middleware import SESSION_ORGANIZATION_KEY
-from accounts.models import ApiKey, Membership
 from accounts.portal import flash_refused, form_refused, page_of, portal_actor
 from accounts.roles import SCOPES
 from accounts.selectors import membership_of

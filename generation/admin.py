@@ -6,6 +6,7 @@ from accounts.admin import AuditedAdmin, operator
 from config.errors import DomainError
 from generation import services
 from generation.models import GenerationPolicy, Job, JobEvent, ProviderCredential, Step, Webhook, WebhookDelivery
+from generation.provider_settings import provider_settings_clean
 
 
 class StepInline(admin.TabularInline):
@@ -101,8 +102,6 @@ class ProviderCredentialForm(forms.ModelForm):
         cleaned = super().clean()
         settings = cleaned.get("settings")
         if isinstance(settings, dict):
-            from generation.provider_settings import provider_settings_clean
-
             try:
                 provider_settings_clean(provider=cleaned.get("provider") or self.instance.provider, settings=settings)
             except DomainError as exc:

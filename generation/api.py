@@ -3,19 +3,25 @@ from __future__ import annotations
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field,
-                                   extend_schema_view)
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
-from config.errors import NotFound
+from config.downloads import file_response
+from config.errors import DomainError, NotFound
 from config.json_input import StrictSerializer
 from generation import selectors, services
-from config.downloads import file_response
 from generation.models import Job, JobStatus
 from generation.pipeline import step_summary
 from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
+from rights.selectors import content_rights
 
 
 class JobOptionsIn(serializers.Serializer):
@@ -87,8 +93,6 @@ class JobOut(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DictField(allow_null=True))  # null until the job's output is protected
     def get_rights(self, job: Job) -> dict | None:
-        from rights.selectors import content_rights
-
         return content_rights(job=job, request=self.context["request"])
 
 
@@ -102,16 +106,12 @@ class JobListView(mixins.ListModelMixin, OrganizationAPIView):
     def get_queryset(self):
         status_filter = self.request.query_params.get("status", "")
         if status_filter and status_filter not in JobStatus.values:
-            from config.errors import DomainError
-
             raise DomainError("Unknown status.", fields={"status": [f"one of {', '.join(JobStatus.values)}"]})
         project = self.request.query_params.get("project") or None
         if project:
             try:
                 project = serializers.UUIDField().to_internal_value(project)
             except serializers.ValidationError:
-                from config.errors import DomainError
-
                 raise DomainError("Invalid project id.", fields={"project": ["not a UUID"]}) from None
         # Only the summary's columns: a page of whole rows (template snapshots, options, review JSON) and
         # the joined project and user cost most of the request under load (bench/load.py).
@@ -134,8 +134,6 @@ class JobListView(mixins.ListModelMixin, OrganizationAPIView):
         values = data.validated_data
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 100:
-            from config.errors import DomainError
-
             raise DomainError("The Idempotency-Key header is longer than 100 characters.", code="invalid_header")
         job, created = services.job_create(
             organization=request.organization, actor=request.actor, project_id=values["project"],
@@ -286,7 +284,5 @@ class JobEventsView(JobView):
         try:
             after = max(0, int(request.query_params.get("after", 0)))
         except ValueError:
-            from config.errors import DomainError
-
             raise DomainError("`after` must be an event id.", fields={"after": ["an integer"]}) from None
         return Response(JobEventOut(selectors.job_events_after(job_id=job.pk, after=after), many=True).data)

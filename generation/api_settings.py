@@ -15,6 +15,7 @@ from accounts.audit import audit_record, changed, snapshot
 from accounts.crypto import secret_encrypt
 from config.errors import NotFound
 from config.json_input import StrictModelSerializer, StrictSerializer
+from generation.budgets import spend_summary
 from generation.models import GenerationPolicy, ProviderCredential
 from generation.provider_settings import provider_settings_clean
 from generation.providers import KINDS, PROVIDER_QUEUES, provider_names
@@ -65,8 +66,6 @@ class GenerationPolicyView(OrganizationAPIView):
         return GenerationPolicy.objects.filter().first() or GenerationPolicy(organization=request.organization)
 
     def get(self, request):
-        from generation.budgets import spend_summary
-
         return Response({**PolicySerializer(self.policy(request)).data,
                          "spend": spend_summary(organization=request.organization, user=None)})
 

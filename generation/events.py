@@ -8,7 +8,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from generation.dispatch import deliveries_dispatch
 from generation.models import Job, JobEvent
+from generation.webhooks import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ def _push(job_id, event_id) -> None:
 
 
 def job_webhook(job: Job, event: str) -> None:
-    from generation.dispatch import deliveries_dispatch
-    from generation.webhooks import webhook_event_emit
 
     payload = {"event": event, "job": {"id": str(job.pk), "status": job.status, "project": str(job.project_id),
                                       "output": job.output, "error": job.error, "cost": str(job.cost)}}

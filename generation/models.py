@@ -54,20 +54,6 @@ class Stage(models.TextChoices):
     REGISTER = "register"
 
 
-# The job status shown while a stage is the furthest one running.
-STAGE_JOB_STATUS = {
-    Stage.STYLE: JobStatus.STYLE_DETECTION,
-    Stage.SCRIPT: JobStatus.STORY_GENERATION,
-    Stage.STORYBOARD: JobStatus.STORYBOARD_BREAKDOWN,
-    Stage.FRAME: JobStatus.IMAGE_GENERATION,
-    Stage.CLIP: JobStatus.VIDEO_GENERATION,
-    Stage.COMPOSE: JobStatus.COMPOSING,
-    Stage.REVIEW: JobStatus.REVIEWING,
-    Stage.PROTECT: JobStatus.PROTECTING,
-    Stage.REGISTER: JobStatus.REGISTERING,
-}
-
-
 class StepStatus(models.TextChoices):
     BLOCKED = "blocked"  # waiting for its inputs
     QUEUED = "queued"

@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import events
+from generation.dispatch import steps_dispatch
 from generation.models import (
-    STAGE_JOB_STATUS,
     TERMINAL_JOB_STATUSES,
     Artifact,
     Job,
@@ -32,18 +32,12 @@ from generation.models import (
     Step,
     StepStatus,
 )
+from generation.policy import policy_for
+from generation.providers import provider_queue
+from generation.stage_specs import EVERY_SHOT, ONE, SAME_SHOT, SPEC, STAGE_SPECS
 
 logger = logging.getLogger(__name__)
 
-STAGE_ORDER = [Stage.STYLE, Stage.SCRIPT, Stage.STORYBOARD, Stage.FRAME, Stage.CLIP, Stage.COMPOSE, Stage.REVIEW,
-               Stage.PROTECT, Stage.REGISTER]
-# Weights of each stage in the progress fraction (clips and compose dominate the wall time).
-STAGE_WEIGHT = {Stage.STYLE: 1, Stage.SCRIPT: 2, Stage.STORYBOARD: 2, Stage.FRAME: 2, Stage.CLIP: 5,
-                Stage.COMPOSE: 8, Stage.REVIEW: 1, Stage.PROTECT: 2, Stage.REGISTER: 1}
-# Which provider kind serves a stage; None: the platform itself does the work.
-STAGE_KIND = {Stage.STYLE: "text", Stage.SCRIPT: "text", Stage.STORYBOARD: "text", Stage.FRAME: "image",
-              Stage.CLIP: "video", Stage.COMPOSE: None, Stage.REVIEW: None, Stage.PROTECT: None, Stage.REGISTER: None}
-PLATFORM_QUEUES = {Stage.COMPOSE: "cpu", Stage.REVIEW: "cpu", Stage.PROTECT: "rights", Stage.REGISTER: "chain"}
 
 
 def shots_of(job: Job) -> int:
@@ -51,36 +45,29 @@ def shots_of(job: Job) -> int:
 
 
 def dependencies(step: Step, steps: dict) -> list[Step]:
-    """The steps whose outputs `step` consumes. `steps` maps (stage, shot) to Step."""
-    stage, shot = step.stage, step.shot
-    if stage == Stage.STYLE:
-        return []
-    if stage == Stage.SCRIPT:
-        return [steps[(Stage.STYLE, 0)]]
-    if stage == Stage.STORYBOARD:
-        return [steps[(Stage.STYLE, 0)], steps[(Stage.SCRIPT, 0)]]
-    if stage == Stage.FRAME:
-        return [steps[(Stage.STYLE, 0)], steps[(Stage.STORYBOARD, 0)]]
-    if stage == Stage.CLIP:
-        return [steps[(Stage.STYLE, 0)], steps[(Stage.STORYBOARD, 0)], steps[(Stage.FRAME, shot)]]
-    if stage == Stage.COMPOSE:
-        clips = [value for (s, _), value in steps.items() if s == Stage.CLIP]
-        return [steps[(Stage.STORYBOARD, 0)], *sorted(clips, key=lambda c: c.shot)]
-    if stage == Stage.PROTECT:  # protects the video itself, once the review passed
-        return [steps[(Stage.COMPOSE, 0)], steps[(Stage.REVIEW, 0)]]
-    previous = {Stage.REVIEW: Stage.COMPOSE, Stage.REGISTER: Stage.PROTECT}[stage]
-    return [steps[(previous, 0)]]
+    """The steps whose outputs `step` consumes (its stage's `needs`, in order). `steps` maps (stage, shot)
+    to Step."""
+    found = []
+    for stage, which in SPEC[step.stage].needs:
+        if which == ONE:
+            found.append(steps[(stage, 0)])
+        elif which == SAME_SHOT:
+            found.append(steps[(stage, step.shot)])
+        else:
+            assert which == EVERY_SHOT, which
+            found += sorted((value for (s, _), value in steps.items() if s == stage), key=lambda other: other.shot)
+    return found
 
 
 def steps_create(job: Job) -> list[Step]:
     """Create the job's graph: one row per (stage, shot)."""
     rows, position = [], 0
-    for stage in STAGE_ORDER:
-        shots = range(1, shots_of(job) + 1) if stage in (Stage.FRAME, Stage.CLIP) else [0]
+    for spec in STAGE_SPECS:
+        shots = range(1, shots_of(job) + 1) if spec.per_shot else [0]
         for shot in shots:
             position += 1
-            rows.append(Step(organization_id=job.organization_id, job=job, stage=stage, shot=shot, position=position,
-                             priority=job.priority))
+            rows.append(Step(organization_id=job.organization_id, job=job, stage=spec.stage, shot=shot,
+                             position=position, priority=job.priority))
     return Step.objects.bulk_create(rows)
 
 
@@ -92,14 +79,12 @@ def provider_chain(job: Job, kind: str) -> list[str]:
     template_providers = (job.template_snapshot.get("settings") or {}).get("providers") or {}
     chain = template_providers.get(kind) or job.options.get("providers", {}).get(kind)
     if not chain:
-        from generation.policy import policy_for
-
         chain = (policy_for(job.organization_id).providers or {}).get(kind)
     return list(chain or ["offline"])
 
 
 def step_provider_name(job: Job, step: Step) -> str:
-    kind = STAGE_KIND[step.stage]
+    kind = SPEC[step.stage].kind
     if kind is None:
         return "platform"
     if step.stage == Stage.STYLE and job.style:
@@ -109,13 +94,12 @@ def step_provider_name(job: Job, step: Step) -> str:
 
 
 def step_queue(job: Job, step: Step) -> str:
-    kind = STAGE_KIND[step.stage]
+    kind = SPEC[step.stage].kind
     if kind is None:
-        return PLATFORM_QUEUES[step.stage]
+        return SPEC[step.stage].queue
     name = step_provider_name(job, step)
     if name == "catalogue":
         return "cpu"
-    from generation.providers import provider_queue
 
     return provider_queue(kind, name)
 
@@ -232,8 +216,6 @@ def job_advance(job_id, organization_id: int) -> Advance:
                 dispatched.append(str(step.pk))
         _job_refresh_state(job, steps)
         if dispatched:
-            from generation.dispatch import steps_dispatch
-
             steps_dispatch(dispatched)
     return Advance(dispatched, bool(dispatched))
 
@@ -241,8 +223,8 @@ def job_advance(job_id, organization_id: int) -> Advance:
 def _job_refresh_state(job: Job, steps: dict[tuple, Step]) -> None:
     """Status from the least advanced unfinished step; progress from weighted finished steps."""
     ordered = sorted(steps.values(), key=lambda s: s.position)
-    total = sum(STAGE_WEIGHT[s.stage] for s in ordered)
-    done = sum(STAGE_WEIGHT[s.stage] for s in ordered if s.status == StepStatus.SUCCEEDED)
+    total = sum(SPEC[s.stage].weight for s in ordered)
+    done = sum(SPEC[s.stage].weight for s in ordered if s.status == StepStatus.SUCCEEDED)
     progress = round(done / total, 4) if total else 0.0
     unfinished = [s for s in ordered if s.status != StepStatus.SUCCEEDED]
     old_status = job.status
@@ -252,7 +234,7 @@ def _job_refresh_state(job: Job, steps: dict[tuple, Step]) -> None:
         status, message = JobStatus.COMPLETED, "Completed"
     else:
         head = unfinished[0]
-        status = STAGE_JOB_STATUS[head.stage]
+        status = SPEC[head.stage].job_status
         if head.stage == Stage.PROTECT and head.status == StepStatus.BLOCKED and job.approved_at is None and \
                 job.template_snapshot.get("settings", {}).get("approval_required"):
             status = JobStatus.AWAITING_APPROVAL
@@ -281,12 +263,6 @@ def _job_refresh_state(job: Job, steps: dict[tuple, Step]) -> None:
             events.job_webhook(job, "job.completed")
 
 
-STAGE_VERB = {Stage.STYLE: "Detecting the style", Stage.SCRIPT: "Writing the script",
-              Stage.STORYBOARD: "Breaking the script into shots", Stage.COMPOSE: "Composing the video",
-              Stage.REVIEW: "Reviewing the video", Stage.PROTECT: "Protecting the video",
-              Stage.REGISTER: "Registering ownership"}
-
-
 def progress_message(job: Job, head: Step, steps: dict) -> str:
     if head.stage in (Stage.FRAME, Stage.CLIP):
         total = shots_of(job)
@@ -298,7 +274,7 @@ def progress_message(job: Job, head: Step, steps: dict) -> str:
     if head.status == StepStatus.BLOCKED and head.stage == Stage.REGISTER and rights_on_hold(job):
         owners = ", ".join(sorted({m["owner"] for m in job.rights_hold.get("matches", [])}))
         return f"Possible infringement of content registered by {owners}: waiting for an administrator"
-    return STAGE_VERB[head.stage]
+    return SPEC[head.stage].verb
 
 
 def job_output(job: Job, steps: dict) -> dict:
@@ -375,8 +351,6 @@ def step_release(*, step_id, worker: str) -> bool:
             status=StepStatus.QUEUED, lease_owner="", lease_expires_at=None, queued_at=timezone.now(),
             available_at=None, attempts=F("attempts") - 1)
     if released:
-        from generation.dispatch import steps_dispatch
-
         logger.warning("step %s released by %s (shutting down); queued again", step_id, worker)
         steps_dispatch([str(step_id)])
     return bool(released)
@@ -410,8 +384,6 @@ def steps_requeue_expired() -> list[str]:
             Step.objects.filter(pk__in=stale_ids, status=StepStatus.QUEUED).update(queued_at=now)
             requeued += stale_ids
     if requeued:
-        from generation.dispatch import steps_dispatch
-
         steps_dispatch(requeued)
     return requeued
 
@@ -427,8 +399,6 @@ def steps_resume(*, organization_id: int) -> list[str]:
         if ids:
             Step.objects.filter(pk__in=ids, status=StepStatus.QUEUED).update(queued_at=now)
     if ids:
-        from generation.dispatch import steps_dispatch
-
         steps_dispatch(ids)
     return ids
 
@@ -497,14 +467,13 @@ def step_fail(*, step_id, worker: str | None, error: dict, retryable: bool = Fal
     job = step.job
     now = timezone.now()
     step.error, step.lease_owner, step.lease_expires_at = error, "", None
-    kind = STAGE_KIND[step.stage]
+    kind = SPEC[step.stage].kind
     chain = provider_chain(job, kind) if kind else []
     if retryable and step.attempts < settings.STEP_MAX_ATTEMPTS:
         delay = settings.STEP_RETRY_BACKOFF_S * (2 ** (step.attempts - 1))
         step.status, step.available_at, step.queued_at = StepStatus.QUEUED, now + timedelta(seconds=delay), now
         step.save()
         events.job_event(job, "step.retrying", {**step_summary(step), "error": error, "delay_s": delay})
-        from generation.dispatch import steps_dispatch
 
         steps_dispatch([str(step.pk)], countdown=delay)
         return

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from generation import pipeline
 from config.errors import Conflict
+from generation import pipeline
 from generation.models import Artifact, Job, JobEvent, Stage, StepStatus
+from rights.models import Content
 
 
 class RightsHeld(Conflict):
@@ -54,8 +55,6 @@ def job_file(job: Job, kind: str, shot: int = 0):
     if kind in ("video", "thumbnail") and pipeline.rights_on_hold(job):
         raise RightsHeld()
     if kind == "video":
-        from rights.models import Content
-
         compose = job_composed_video(job)
         if compose is None:
             return None

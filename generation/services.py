@@ -12,9 +12,15 @@ from accounts.audit import Actor, audit_record
 from accounts.models import Organization
 from config.errors import Conflict, DomainError, NotFound
 from generation import events, pipeline
+from generation.budgets import budget_check
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, Step, StepStatus
-from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
+from generation.policy import ModerationUnavailable, content_policy_check, policy_for
+from generation.providers.base import ProviderError, StageContext
+from generation.providers.openai_provider import estimate_cost, moderate
+from generation.stages import provider_settings
 from projects.models import Project
+from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
+from projects.templates import template_for_job
 
 OPTION_DEFAULTS = {"duration_s": 30, "aspect_ratio": "16:9", "resolution": "720p", "shots": 8, "voice": ""}
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
@@ -55,9 +61,6 @@ def job_estimate(*, job: Job) -> Decimal:
     for stage in (Stage.STYLE, Stage.SCRIPT, Stage.STORYBOARD):
         name = pipeline.provider_chain(job, "text")[0]
         if name == "openai":
-            from generation.providers.openai_provider import estimate_cost
-            from generation.stages import provider_settings
-
             total += estimate_cost(stage, job.options["duration_s"], job.options["shots"],
                                    provider_settings(job.organization_id, name))
     return total
@@ -83,8 +86,6 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
     snapshot = {}
     template_version = None
     if template_id:
-        from projects.templates import template_for_job
-
         # A public template of another studio gives only the snapshot (never a cross-tenant key).
         template_version, snapshot = template_for_job(organization=organization, template_id=template_id)
     template_settings = snapshot.get("settings", {})
@@ -96,7 +97,6 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
         created_by_key=actor.api_key)
     _policy_check_topic(job)
     job.estimated_cost = job_estimate(job=job)
-    from generation.budgets import budget_check
 
     try:
         with transaction.atomic():
@@ -116,16 +116,10 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
 
 
 def _policy_check_topic(job: Job) -> None:
-    from generation.policy import content_policy_check, policy_for
 
     moderation = None
     policy = policy_for(job.organization_id)
     if policy.moderation_provider == "openai":
-        from generation.policy import ModerationUnavailable
-        from generation.providers.base import ProviderError, StageContext
-        from generation.providers.openai_provider import moderate
-        from generation.stages import provider_settings
-
         ctx = StageContext(organization_id=job.organization_id, job_id="", options={}, prompts={}, work_dir=None,
                            settings=provider_settings(job.organization_id, "openai"))
 

@@ -15,11 +15,17 @@ from django.core.files import File
 
 from accounts.crypto import secret_decrypt
 from config.errors import DomainError
-from generation import pipeline
 from config.media import probe, sha256_file
+from generation import media, pipeline
 from generation.models import Artifact, Job, ProviderCredential, Stage, Step
+from generation.policy import content_policy_check
 from generation.providers import provider_class
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
+from generation.stage_specs import SPEC
+from generation.styles import STYLE_CATALOGUE
+from rights.models import Content
+from rights.registry import registration_enqueue
+from rights.services import content_protect, infringement_matches
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +73,7 @@ def step_execute(step: Step, *, worker: str, is_cancelled) -> tuple[str, bool]:
                        is_cancelled=is_cancelled)
     started = time.perf_counter()
     try:
-        output = STAGE_RUNNERS[step.stage](job=job, step=step, inputs=inputs, provider=name, ctx=ctx)
+        output = SPEC[step.stage].run(job=job, step=step, inputs=inputs, provider=name, ctx=ctx)
         provider_ms = int((time.perf_counter() - started) * 1000)
         try:
             return name, pipeline.step_complete(step_id=step.pk, worker=worker, provider=name,
@@ -108,7 +114,6 @@ def _file_output(result: Result, kind: str, path: Path, name: str) -> dict:
 
 
 def _check_policy(job: Job, texts: dict) -> None:
-    from generation.policy import content_policy_check
 
     try:
         content_policy_check(organization_id=job.organization_id, texts=texts)
@@ -117,7 +122,6 @@ def _check_policy(job: Job, texts: dict) -> None:
 
 
 def run_style(*, job, step, inputs, provider, ctx):
-    from generation.styles import STYLE_CATALOGUE
 
     if provider == "catalogue":
         return _json_output(Result({"name": job.style, **STYLE_CATALOGUE[job.style]}))
@@ -172,7 +176,6 @@ def run_clip(*, job, step, inputs, provider, ctx):
 
 
 def run_compose(*, job, step, inputs, provider, ctx):
-    from generation import media
 
     storyboard = inputs[(Stage.STORYBOARD, 0)].data
     count = pipeline.shots_of(job)
@@ -206,7 +209,6 @@ def run_compose(*, job, step, inputs, provider, ctx):
 
 
 def run_review(*, job, step, inputs, provider, ctx):
-    from generation import media
 
     video = _local_copy(inputs[(Stage.COMPOSE, 0)], ctx.work_dir, "video.mp4")
     width, height = ctx.size
@@ -224,8 +226,6 @@ def run_review(*, job, step, inputs, provider, ctx):
 
 def run_protect(*, job, step, inputs, provider, ctx):
     """Watermark every frame, sign the content credential, fingerprint; look for infringement."""
-    from rights.models import Content
-    from rights.services import content_protect, infringement_matches
 
     video_artifact = inputs[(Stage.COMPOSE, 0)]
     existing = Content.objects.filter(job=job, original_sha256=video_artifact.content_hash).first()
@@ -249,23 +249,8 @@ def run_protect(*, job, step, inputs, provider, ctx):
 
 def run_register(*, job, step, inputs, provider, ctx):
     """Put the content in the registration outbox; the batcher anchors it on chain shortly after."""
-    from rights.models import Content
-    from rights.registry import registration_enqueue
 
     content = Content.objects.get(pk=inputs[(Stage.PROTECT, 0)].data["content"])
     registration = registration_enqueue(content=content)
     return _json_output(Result({"content_id": content.content_id, "registration": str(registration.pk),
                                 "leaf": registration.leaf}))
-
-
-STAGE_RUNNERS = {
-    Stage.STYLE: run_style,
-    Stage.SCRIPT: run_script,
-    Stage.STORYBOARD: run_storyboard,
-    Stage.FRAME: run_frame,
-    Stage.CLIP: run_clip,
-    Stage.COMPOSE: run_compose,
-    Stage.REVIEW: run_review,
-    Stage.PROTECT: run_protect,
-    Stage.REGISTER: run_register,
-}

@@ -19,24 +19,21 @@ from django.views import View
 
 from accounts.decorators import requires_scope
 from accounts.portal import flash_refused, form_refused, portal_actor
+from config.downloads import file_response
 from config.errors import DomainError
 from generation import pipeline, selectors, services
 from generation.budgets import money
-from config.downloads import file_response
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, StepStatus
+from generation.stage_specs import STAGE_SPECS
 from projects.schemas import CAMERA_MOVEMENTS
+from rights.selectors import content_rights
 
 CAMERA_LABELS = {
     "static": gettext_lazy("Static"), "pan_left": gettext_lazy("Pan left"), "pan_right": gettext_lazy("Pan right"),
     "tilt_up": gettext_lazy("Tilt up"), "tilt_down": gettext_lazy("Tilt down"), "zoom_in": gettext_lazy("Zoom in"),
     "zoom_out": gettext_lazy("Zoom out"), "tracking": gettext_lazy("Tracking"), "dolly": gettext_lazy("Dolly"),
 }
-STAGE_LABELS = {
-    Stage.STYLE: gettext_lazy("Style"), Stage.SCRIPT: gettext_lazy("Script"),
-    Stage.STORYBOARD: gettext_lazy("Storyboard"), Stage.FRAME: gettext_lazy("Frame"), Stage.CLIP: gettext_lazy("Clip"),
-    Stage.COMPOSE: gettext_lazy("Compose"), Stage.REVIEW: gettext_lazy("Review"),
-    Stage.PROTECT: gettext_lazy("Protect"), Stage.REGISTER: gettext_lazy("Register"),
-}
+STAGE_LABELS = {spec.stage: spec.label for spec in STAGE_SPECS}
 STATUS_LABELS = {
     JobStatus.PENDING: gettext_lazy("Pending"), JobStatus.STYLE_DETECTION: gettext_lazy("Detecting the style"),
     JobStatus.STORY_GENERATION: gettext_lazy("Writing the script"),
@@ -74,7 +71,6 @@ class JobPortalPage(View):
 def job_context(request, job: Job) -> dict:
     """Everything the job page and its fragments show, from the prefetched steps: a fixed number of
     queries however many shots and steps the job has."""
-    from rights.selectors import content_rights
 
     steps = list(job.steps.all())
     by_key = {(step.stage, step.shot): step for step in steps}

@@ -24,7 +24,6 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record, changed, snapshot
 from accounts.crypto import secret_decrypt, secret_encrypt
 from accounts.models import Organization
-from config.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import Conflict, DomainError
 from config.outbound import (
     OutboundUrlNotAllowed,
@@ -33,6 +32,8 @@ from config.outbound import (
     address_refused,
     outbound_target,
 )
+from config.tenancy import dangerously_unscoped, tenant_scope
+from generation.dispatch import deliveries_dispatch
 from generation.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
 
 SIGNATURE_HEADER = "X-Platform-Signature"
@@ -340,7 +341,6 @@ def _post(url: str, body: bytes, headers: dict, *, timeout: float) -> int:
 
 def content_registered_webhooks(sender, *, registrations: list, batch, block_number: int, **kwargs) -> None:
     """`content.registered` to each owner's webhooks (rights.signals.content_registered), sent after the commit."""
-    from generation.dispatch import deliveries_dispatch
 
     ids = []
     for registration in registrations:

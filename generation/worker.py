@@ -14,12 +14,15 @@ import uuid
 from django.conf import settings
 from django.db import close_old_connections
 
-from config.tenancy import tenant_scope
 from config.logging import log_context
 from config.metrics import STEP_DURATION
 from config.queues import QUEUES
-from rights.registry import registrations_anchor
+from config.tenancy import tenant_scope
 from generation import pipeline, stages
+from generation.dispatch import deliveries_dispatch
+from generation.retention import artifacts_cleanup_due
+from generation.webhooks import webhook_deliver, webhook_due_deliveries
+from rights.registry import registrations_anchor
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +119,6 @@ def webhook_deliver_next(delivery_id: str) -> None:
     """Try one webhook delivery; a retry is dispatched for when it is due."""
     from django.utils import timezone
 
-    from generation.dispatch import deliveries_dispatch
-    from generation.webhooks import webhook_deliver
-
     next_at = webhook_deliver(delivery_id)
     if next_at:
         deliveries_dispatch([delivery_id], countdown=max(0.0, (next_at - timezone.now()).total_seconds()))
@@ -128,15 +128,11 @@ def sweep() -> dict:
     """Requeue steps of dead workers, advance stalled jobs and send webhook deliveries that are due."""
     from django.utils import timezone
 
-    from generation.dispatch import deliveries_dispatch
-    from generation.webhooks import webhook_due_deliveries
-
     requeued = pipeline.steps_requeue_expired()
     stalled = pipeline.jobs_advance_stalled()
     due = [str(i) for i in webhook_due_deliveries(timezone.now())]
     if due:
         deliveries_dispatch(due)
-    from generation.retention import artifacts_cleanup_due
 
     return {"requeued": requeued, "stalled": stalled, "deliveries": due, "anchored": registrations_anchor(),
             "artifacts_deleted": artifacts_cleanup_due()}

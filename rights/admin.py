@@ -2,7 +2,10 @@
 from django.contrib import admin, messages
 
 from accounts.admin import AuditedAdmin, operator
-from rights.models import ChainState, Content, Fingerprint, Registration, RegistrationBatch
+from config.errors import DomainError
+from rights.models import ChainState, Content, Fingerprint, Registration, RegistrationBatch, RegistrationStatus
+from rights.registry import chain_status, registration_revoke
+from rights.services import asset_hold_reject, asset_hold_release
 
 
 class RegistrationInline(admin.StackedInline):
@@ -28,8 +31,6 @@ class ContentAdmin(AuditedAdmin):
     actions = ["release_rights_hold", "reject_rights_hold"]
 
     def _decide(self, request, queryset, service, verb):
-        from config.errors import DomainError
-
         done = 0
         for content in queryset:
             try:
@@ -41,14 +42,10 @@ class ContentAdmin(AuditedAdmin):
 
     @admin.action(description="Release the infringement hold: register the selected uploads anyway")
     def release_rights_hold(self, request, queryset):
-        from rights.services import asset_hold_release
-
         self._decide(request, queryset, asset_hold_release, "Released")
 
     @admin.action(description="Reject the held uploads: never registered, never public")
     def reject_rights_hold(self, request, queryset):
-        from rights.services import asset_hold_reject
-
         self._decide(request, queryset, asset_hold_reject, "Rejected")
 
 
@@ -67,8 +64,6 @@ class RegistrationAdmin(AuditedAdmin):
 
     @admin.action(description="Revoke the selected registrations (on chain, with the reason 'revoked by operator')")
     def revoke(self, request, queryset):
-        from rights.registry import registration_revoke
-
         done = 0
         for registration in queryset:
             try:
@@ -97,9 +92,6 @@ class ChainStateAdmin(admin.ModelAdmin):
     list_display = ["chain_id", "signer", "next_nonce", "updated_at"]
 
     def changelist_view(self, request, extra_context=None):
-        from rights.registry import chain_status
-        from rights.models import RegistrationStatus
-
         status = chain_status()
         backlog = Registration.objects.filter(status=RegistrationStatus.PENDING).count()
         level = messages.SUCCESS if status.get("ok") else messages.ERROR

@@ -9,17 +9,20 @@ from pathlib import Path
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import parsers
+from rest_framework import mixins, parsers, serializers, status
 from rest_framework.response import Response
 
-from accounts.api.base import PublicAPIView
+from accounts.api.base import OrganizationAPIView, PublicAPIView
 from accounts.api.permissions import PUBLIC
 from accounts.api.throttling import PlatformRateThrottle, rate_hit
 from accounts.audit import client_ip
-from config.parsers import JSONParser
 from config.errors import DomainError, NotFound
 from config.json_input import INVALID_TYPE, type_error
+from config.parsers import JSONParser
 from rights import verification
+from rights.models import Content
+from rights.selectors import content_rights
+from rights.services import asset_protect
 
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -114,10 +117,6 @@ urlpatterns = [
 
 # --- uploads of existing assets (members, scoped) ------------------------------------------------
 
-from rest_framework import mixins, serializers, status  # noqa: E402
-
-from accounts.api.base import OrganizationAPIView  # noqa: E402
-from rights.models import Content  # noqa: E402
 
 
 class AssetOut(serializers.ModelSerializer):
@@ -129,8 +128,6 @@ class AssetOut(serializers.ModelSerializer):
                   "created_at", "rights"]
 
     def get_rights(self, content) -> dict:
-        from rights.selectors import content_rights
-
         return content_rights(content=content, request=self.context.get("request"))
 
 
@@ -158,8 +155,6 @@ class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
         **UPLOAD["properties"], "title": {"type": "string", "description": "Defaults to the file's name"}}}},
         responses={201: AssetOut})
     def post(self, request):
-        from rights.services import asset_protect
-
         work = Path(tempfile.mkdtemp(prefix="asset-"))
         try:
             path = upload_to_file(request, work)

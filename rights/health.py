@@ -7,13 +7,12 @@ import urllib.request
 from django.conf import settings
 
 from config.health import CHECK_TIMEOUT_S
+from rights.registry import chain_status
 
 
 def chain_health() -> dict:
     """The chain part of the health report: the embedded chain's state, or the RPC node's chain id."""
     if not settings.CHAIN_RPC_URL:
-        from rights.registry import chain_status
-
         status = chain_status()
         if not status.get("ok"):
             raise RuntimeError("embedded chain unavailable")

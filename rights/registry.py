@@ -43,6 +43,7 @@ from rights.models.registry import (
     RegistrationBatch,
     RegistrationStatus,
 )
+from rights.signals import content_registered
 
 logger = logging.getLogger(__name__)
 
@@ -510,7 +511,6 @@ def _batch_mined(batch: RegistrationBatch, *, receipt: dict, depth: int, confirm
 def _registered_webhooks(registrations: list, *, batch, block_number: int) -> None:
     """Tell the apps above (rights.signals.content_registered) in this transaction: the generation app
     turns it into `content.registered` webhook deliveries, sent after the commit."""
-    from rights.signals import content_registered
 
     if registrations:
         content_registered.send(sender=Registration, registrations=registrations, batch=batch,

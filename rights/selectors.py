@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rights.models import Content, RegistrationStatus
-
+from rights.verification import CERTIFIED, registration_public
 
 HELD, RELEASED, REJECTED = "held", "released", "rejected"
 
@@ -41,12 +41,10 @@ def content_rights(*, job=None, content: Content | None = None, request=None) ->
             "-created_at").first()
     if content is None:
         return {"hold": job.rights_hold} if job is not None and job.rights_hold else None
-    from rights.verification import registration_public
 
     registration = getattr(content, "registration", None)
     hold = content_hold(content, job=job)
     # The certificate is public once the content is registered (rights.verification.certificate_content).
-    from rights.verification import CERTIFIED
 
     public = registration is not None and registration.status in CERTIFIED
     certificate = f"/certificates/{content.content_id}/"

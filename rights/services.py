@@ -12,11 +12,21 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.models import Organization
-from config.errors import Conflict
+from config import media
+from config.errors import Conflict, DomainError
 from config.media import sha256_file
 from config.media_limits import upload_budget
+from config.tenancy import dangerously_unscoped, tenant_scope
+from rights import verification
+from rights.credentials import credential_read, credential_sign
+from rights.fingerprints import fingerprint_search, fingerprints_compute_stored, fingerprints_store
 from rights.models import Content, ContentKind, ContentSource
+from rights.registry import registration_enqueue
+from rights.selectors import HELD, content_claims, hold_state
+from rights.verification import dangerously_contents, registration_order
+from rights.watermark import MIN_FRAME_SIDE, content_id_new, watermark_detect, watermark_image, watermark_video
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +39,6 @@ class Protected:
     @property
     def held(self) -> bool:
         """An upload held for an operator (a generated output's hold is on its job)."""
-        from rights.selectors import HELD, hold_state
 
         return hold_state(self.content.rights_hold) == HELD
 
@@ -39,10 +48,6 @@ def marked_contents(path: Path) -> dict:
     credential, or a watermark. A crop or a rescale can defeat the fingerprints while the watermark,
     made to survive them, still says whose the picture is. Any state: the caller decides what counts."""
     from django.db.models import Q
-
-    from rights.credentials import credential_read
-    from rights.verification import dangerously_contents
-    from rights.watermark import watermark_detect
 
     digest = sha256_file(path)
     found = {content.pk: "exact_hash" for content in dangerously_contents(Q(sha256=digest) | Q(original_sha256=digest))}
@@ -64,10 +69,6 @@ def infringement_matches(*, organization_id: int, hashes: list[int], named_by_fi
     earliest first. None when the earliest standing match is the organization's own: then this is its
     later version of its own original, and a copy registered by someone else after that original (an
     operator released it) does not make the owner's re-upload an infringement. One query for the contents."""
-    from config.tenancy import dangerously_unscoped
-    from rights.fingerprints import fingerprint_search
-    from rights.selectors import content_claims
-    from rights.verification import registration_order
 
     found = {match["content_id"]: {**match, "method": "fingerprint"}
              for match in fingerprint_search(hashes, max_distance=settings.VERIFY_MAX_DISTANCE)
@@ -93,9 +94,6 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
                     named_by_file: dict | None = None) -> Protected:
     """Protect `source` in the caller's tenant scope; returns the content and any infringement matches
     (by fingerprints, and by `named_by_file`: what `marked_contents` read from the source before protecting it)."""
-    from rights.credentials import credential_sign
-    from rights.fingerprints import fingerprints_compute_stored, fingerprints_store
-    from rights.watermark import content_id_new, watermark_image, watermark_video
 
     timings = {}
     started = time.perf_counter()
@@ -116,8 +114,6 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     step = time.perf_counter()
     hashes, crop_hashes = fingerprints_compute_stored(signed)
     timings["fingerprint_s"] = round(time.perf_counter() - step, 3)
-
-    from config import media
 
     meta = media.probe(signed) if kind == ContentKind.VIDEO else {}
     if kind == ContentKind.IMAGE:
@@ -150,8 +146,6 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
 
 def _refuse_too_small(path: Path, kind: str) -> None:
     """An upload whose frames are too small for the watermark is refused up front (it was a 500)."""
-    from config.errors import DomainError
-    from rights.watermark import MIN_FRAME_SIDE
 
     if kind == "image":
         from PIL import Image
@@ -159,8 +153,6 @@ def _refuse_too_small(path: Path, kind: str) -> None:
         with Image.open(path) as image:
             width, height = image.size
     else:
-        from config import media
-
         meta = media.probe(path)
         width, height = meta.get("width") or 0, meta.get("height") or 0
     if min(width, height) < MIN_FRAME_SIDE:
@@ -176,8 +168,6 @@ def asset_protect(*, organization: Organization, path: Path, title: str, user, w
     matches another organization's content: then it is held, as a generated job is (stages.run_protect),
     unregistered, unpublished and its protected file not served, until an operator releases or rejects
     it in the admin (`asset_hold_release`, `asset_hold_reject`)."""
-    from rights import verification
-    from rights.registry import registration_enqueue
 
     mime = verification.check_upload(path)
     kind = "video" if mime == verification.MP4 else "image"
@@ -202,10 +192,6 @@ def _operator_name(actor) -> str:
 def _asset_hold_decide(*, content: Content, actor, note: str, decision: str) -> Content:
     """Record an operator's decision on a held upload, in the content's own tenant scope (the admin
     runs unscoped, a script may run in none), under a row lock so two operators cannot both decide."""
-    from accounts.audit import audit_record
-    from config.tenancy import tenant_scope
-    from rights.registry import registration_enqueue
-    from rights.selectors import HELD, hold_state
 
     with tenant_scope(content.organization_id), transaction.atomic():
         content = Content.objects.select_for_update().get(pk=content.pk)

@@ -11,11 +11,15 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Q
 
-from config.tenancy import dangerously_unscoped
+from config import media, media_limits
 from config.errors import DomainError, NotFound
 from config.media import sha256_file
-from config import media_limits
+from config.tenancy import dangerously_unscoped
+from rights.credentials import credential_read
+from rights.fingerprints import fingerprint_search, fingerprints_compute
 from rights.models import Content, RegistrationStatus
+from rights.registry import proof_verify_onchain
+from rights.watermark import watermark_detect
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +71,6 @@ def check_upload(path: Path) -> str:
         except Exception:
             raise VerifyRefused("The image is truncated or damaged.", code="unreadable_file") from None
     else:
-        from config import media
-
         media_limits.media_check_video(path)
         # The decoder's view of the stream (ffmpeg decodes its first frames here), bounded in memory and
         # time: a coded frame size larger than the container declared is refused too.
@@ -117,7 +119,6 @@ def find_by_hash(sha256: str) -> list[Match]:
 
 
 def find_by_credential(path: Path) -> list[Match]:
-    from rights.credentials import credential_read
 
     manifest = credential_read(path)
     if not manifest or not manifest.get("valid") or not manifest.get("content_id"):
@@ -126,7 +127,6 @@ def find_by_credential(path: Path) -> list[Match]:
 
 
 def find_by_watermark(path: Path) -> list[Match]:
-    from rights.watermark import watermark_detect
 
     found = watermark_detect(path)
     if not found.get("content_id"):
@@ -136,7 +136,6 @@ def find_by_watermark(path: Path) -> list[Match]:
 
 
 def find_by_fingerprint(path: Path) -> list[Match]:
-    from rights.fingerprints import fingerprint_search, fingerprints_compute
 
     hashes = [value for _at, value in fingerprints_compute(path)]
     if not hashes:
@@ -276,8 +275,6 @@ def registration_public(registration) -> dict | None:
     on_chain = None
     if registration.status in ("anchored", "confirmed", "revoked"):
         try:
-            from rights.registry import proof_verify_onchain
-
             on_chain = proof_verify_onchain(registration)
         except Exception:
             logger.warning("on-chain proof check failed", exc_info=True)

@@ -23,11 +23,13 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import requires_scope
 from accounts.portal import form_refused, page_of
 from config.api import error_body
+from config.downloads import file_response
 from config.errors import DomainError
 from rights import verification
 from rights.api import SHA256, VerifyRateThrottle, upload_to_file
 from rights.models import Content
-from rights.selectors import content_rights
+from rights.selectors import HELD, REJECTED, content_rights, hold_state
+from rights.services import asset_protect
 
 # --- assets (members of the organization) -------------------------------------------------------
 
@@ -99,7 +101,6 @@ def asset_upload(request):
 
 def _protect_upload(request, title: str):
     """The same service as POST /api/v1/assets."""
-    from rights.services import asset_protect
 
     work = Path(tempfile.mkdtemp(prefix="asset-"))
     try:
@@ -120,7 +121,6 @@ def asset_detail(request, asset_id):
         return HttpResponseNotAllowed(["GET"])
     if request.GET.get("file") == "protected":
         return _asset_file(request, content)
-    from rights.selectors import HELD, REJECTED, hold_state
 
     return render(request, "rights/asset_detail.html", {
         "content": content, "rights": content_rights(content=content, request=request),
@@ -128,8 +128,6 @@ def asset_detail(request, asset_id):
 
 
 def _asset_file(request, content: Content):
-    from config.downloads import file_response
-    from rights.selectors import HELD, REJECTED, hold_state
 
     if not content.protected:
         raise Http404("no file")
