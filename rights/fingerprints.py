@@ -12,11 +12,6 @@ and are checked in numpy. Row by row instead (an index entry per hash and band, 
 188 probes and 2,900 candidate rows per hash), the database spent most of its time stepping through
 candidate rows: three times slower on PostgreSQL at a million (bench/verify_lookup.py).
 
-A stored frame is hashed whole and, centred, at STORED_CROPS of its width and height: a copy cut down to
-such a part then matches one of them (the frames of a 5% crop of an animatic: 2 to 16 bits from the whole
-frames, 0 to 8 from their parts). A query is hashed whole only, so a search reads the same buckets as before;
-`fingerprint_count` counts frames, not crop hashes.
-
 A query of many frames (a video) goes in two stages: a few frames spread over it through the buckets
 find the candidate contents, then every frame is compared with all of those contents' fingerprints.
 """
@@ -52,7 +47,6 @@ FRAME_SIZE = 128  # frames are decoded small: pHash looks at a 32x32 grey thumbn
 SAMPLE_INTERVAL_S = 1.0
 SCENE_THRESHOLD = 0.3
 FRAMES_MAX = 600
-STORED_CROPS = (0.95, 0.9, 0.85)  # centred parts of each stored frame hashed besides the whole
 FLAT_FRAME_STD = 3.0  # a near-uniform frame (black, fade) hashes like every other one: it identifies nothing
 SEARCH_HASHES_MAX = 120  # a query is cut to this many frames, evenly spaced
 SEARCH_PROBES_MIN = 4  # frames of a long query that go through the buckets, at the least
@@ -145,39 +139,20 @@ def _duration_s(path: Path) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def centre_crop(image: Image.Image, part: float) -> Image.Image:
-    """The centred `part` of an image's width and height, at the image's size."""
-    width, height = image.size
-    box = (width * (1 - part) / 2, height * (1 - part) / 2, width * (1 + part) / 2, height * (1 + part) / 2)
-    return image.resize(image.size, Image.Resampling.BILINEAR, box=box)
-
-
-def _pictured(frames: list[tuple[float, Image.Image]]) -> list[tuple[float, Image.Image]]:
-    return [(at_s, frame) for at_s, frame in frames if float(np.asarray(frame, dtype=np.float32).std()) >= FLAT_FRAME_STD]
-
-
 def fingerprints_compute(path: Path | str) -> list[tuple[float, int]]:
-    """(time in seconds, signed pHash) of each sampled frame that carries some picture (not flat): a
-    query's fingerprints."""
-    return [(at_s, phash_image(frame)) for at_s, frame in _pictured(frames_sample(path))]
-
-
-def fingerprints_compute_stored(path: Path | str) -> tuple[list[tuple[float, int]], list[tuple[float, float, int]]]:
-    """A protected file's fingerprints, from one decode: (at_s, pHash) of each frame as fingerprints_compute
-    gives them, and (at_s, crop, pHash) of each frame's centred STORED_CROPS parts."""
-    frames = _pictured(frames_sample(path))
-    whole = [(at_s, phash_image(frame)) for at_s, frame in frames]
-    crops = [(at_s, part, phash_image(centre_crop(frame, part))) for at_s, frame in frames for part in STORED_CROPS]
-    return whole, crops
+    """(time in seconds, signed pHash) of each sampled frame that carries some picture (not flat)."""
+    return [
+        (at_s, phash_image(frame))
+        for at_s, frame in frames_sample(path)
+        if float(np.asarray(frame, dtype=np.float32).std()) >= FLAT_FRAME_STD
+    ]
 
 
 # --- store ----------------------------------------------------------------------------------------
 
-def fingerprints_store(*, content: Content, hashes: list[tuple[float, int]],
-                       crop_hashes: list[tuple[float, float, int]] = ()) -> int:
-    """Replace the content's fingerprints with `hashes` ((at_s, pHash) pairs of whole frames) and
-    `crop_hashes` ((at_s, crop, pHash) of their centred parts), and their entries in the search buckets;
-    returns how many frames (`hashes`).
+def fingerprints_store(*, content: Content, hashes: list[tuple[float, int]]) -> int:
+    """Replace the content's fingerprints with `hashes` ((at_s, pHash) pairs), and their entries in the
+    search buckets; returns how many.
 
     Runs in the content's tenant scope (or unscoped system work). bulk_create skips the model's save(),
     which is where the scope is checked, so the check is made here."""
@@ -190,10 +165,6 @@ def fingerprints_store(*, content: Content, hashes: list[tuple[float, int]],
         Fingerprint(organization_id=content.organization_id, content_id=content.pk, at_s=float(at_s),
                     phash=hash_to_signed(value))
         for at_s, value in hashes
-    ] + [
-        Fingerprint(organization_id=content.organization_id, content_id=content.pk, at_s=float(at_s), crop=float(part),
-                    phash=hash_to_signed(value))
-        for at_s, part, value in crop_hashes
     ]
     with transaction.atomic():
         stored = Fingerprint.objects.filter(content_id=content.pk)
@@ -201,9 +172,9 @@ def fingerprints_store(*, content: Content, hashes: list[tuple[float, int]],
         stored.delete()
         Fingerprint.objects.bulk_create(rows, batch_size=2000)
         _buckets_update(removed=removed, added=[row.phash for row in rows])
-        Content.objects.filter(pk=content.pk).update(fingerprint_count=len(hashes))
-    content.fingerprint_count = len(hashes)
-    return len(hashes)
+        Content.objects.filter(pk=content.pk).update(fingerprint_count=len(rows))
+    content.fingerprint_count = len(rows)
+    return len(rows)
 
 
 def _pack(values) -> bytes:

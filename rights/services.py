@@ -21,7 +21,7 @@ from config.media_limits import upload_budget
 from config.tenancy import dangerously_unscoped, tenant_scope
 from rights import verification
 from rights.credentials import credential_read, credential_sign
-from rights.fingerprints import fingerprint_search, fingerprints_compute_stored, fingerprints_store
+from rights.fingerprints import fingerprint_search, fingerprints_compute, fingerprints_store
 from rights.models import Content, ContentKind, ContentSource
 from rights.registry import registration_enqueue
 from rights.selectors import HELD, content_claims, hold_state
@@ -94,7 +94,6 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
                     named_by_file: dict | None = None) -> Protected:
     """Protect `source` in the caller's tenant scope; returns the content and any infringement matches
     (by fingerprints, and by `named_by_file`: what `marked_contents` read from the source before protecting it)."""
-
     timings = {}
     started = time.perf_counter()
     content_id = content_id_new()
@@ -112,7 +111,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     timings["c2pa_s"] = round(time.perf_counter() - step, 3)
 
     step = time.perf_counter()
-    hashes, crop_hashes = fingerprints_compute_stored(signed)
+    hashes = fingerprints_compute(signed)
     timings["fingerprint_s"] = round(time.perf_counter() - step, 3)
 
     meta = media.probe(signed) if kind == ContentKind.VIDEO else {}
@@ -138,7 +137,7 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
             content.save()
         except IntegrityError:  # a content id collision: astronomically rare, and safe to report
             raise
-        fingerprints_store(content=content, hashes=hashes, crop_hashes=crop_hashes)
+        fingerprints_store(content=content, hashes=hashes)
     return Protected(content, infringement_matches(organization_id=organization.pk,
                                                    hashes=[value for _at, value in hashes],
                                                    named_by_file=named_by_file))

@@ -15,8 +15,6 @@ class Fingerprint(TenantModel):
     content = models.ForeignKey("rights.Content", on_delete=models.CASCADE, related_name="fingerprints")
     at_s = models.FloatField(default=0, help_text="Frame time in the video")
     phash = models.BigIntegerField(help_text="64-bit pHash as a signed integer")
-    crop = models.FloatField(default=1.0, db_default=1.0, help_text="The centred part of the frame hashed (1.0: the whole frame; "
-                                                    "smaller: the hash a copy cropped to that part would have)")
 
     class Meta:
         # The owners of the hashes a search matched are looked up by hash.

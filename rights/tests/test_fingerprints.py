@@ -20,7 +20,6 @@ from rights.fingerprints import (
     fingerprint_buckets_rebuild,
     fingerprint_search,
     fingerprints_compute,
-    fingerprints_compute_stored,
     fingerprints_store,
     frames_sample,
     hamming,
@@ -263,33 +262,6 @@ def test_one_frame_as_an_image_matches(library, hashes, query):
     results = fingerprint_search(_values(hashes[query]))
     assert [result["content_id"] for result in results] == [library["testsrc"].pk]
     assert results[0]["matched_fraction"] == 1.0
-
-
-def test_a_centred_crop_matches_through_the_stored_crop_hashes(tenant_a, tenant_b, media, tmp_path):
-    """A crop of 6% of each side hashes 10 to 18 bits from the whole frames; the stored centred parts
-    catch it (0 to 4 bits), and an unrelated video still matches none of them."""
-    cropped = str(tmp_path / "cropped.mp4")
-    _ffmpeg("-i", media["testsrc"], "-vf", "crop=iw*0.88:ih*0.88,scale=640:-2", "-c:v", "libx264",
-            "-crf", "26", cropped)
-    whole, crops = fingerprints_compute_stored(media["testsrc"])
-    assert whole == fingerprints_compute(media["testsrc"])
-    assert len(crops) == len(whole) * len(fingerprints.STORED_CROPS)
-    without = _content(tenant_a, whole)
-    query = _values(fingerprints_compute(cropped))
-    assert without.pk not in _found(fingerprint_search(query, min_fraction=0.5))
-    with tenant_scope(tenant_b.organization):
-        content = Content.objects.create(content_id=secrets.token_hex(6), kind="video", source="upload",
-                                         sha256=secrets.token_hex(32))
-        assert fingerprints_store(content=content, hashes=whole, crop_hashes=crops) == len(whole)
-    content.refresh_from_db()
-    assert content.fingerprint_count == len(whole)
-    with dangerously_unscoped():
-        assert Fingerprint.objects.filter(content=content, crop=1.0).count() == len(whole)
-        assert Fingerprint.objects.filter(content=content, crop__lt=1.0).count() == len(crops)
-    found = _found(fingerprint_search(query, min_fraction=0.5))
-    assert found[content.pk]["matched_fraction"] >= 0.5
-    other = _values(fingerprints_compute(media["life_other"]))
-    assert content.pk not in _found(fingerprint_search(other, min_fraction=0.0))
 
 
 def test_an_unrelated_video_does_not_match(library, hashes):
