@@ -173,3 +173,13 @@ def run_commits(django_capture_on_commit_callbacks):
             return action()
 
     return run
+
+
+@pytest.fixture
+def listener():
+    """A loopback TCP listener that counts the connections made to it (config/tests/loopback.py)."""
+    from config.tests.loopback import Listener
+
+    running = Listener()
+    yield running
+    running.close()

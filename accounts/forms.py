@@ -1,9 +1,10 @@
 """Portal forms of the accounts app. They only shape input: the services decide (owner rules, scopes a
-key may carry), exactly as for the API. The webhook forms are generation/portal_webhooks.py's."""
+key may carry), exactly as for the API. The webhook forms are generation/portal/webhooks.py's."""
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
+from accounts.error_codes import AccountsErrors
 from accounts.roles import SCOPES, Role
 from accounts.services import LoginLocked, login_authenticate
 
@@ -36,7 +37,7 @@ class AdminLoginForm(AdminAuthenticationForm):
                 self.user_cache = login_authenticate(request=self.request, email=username, password=password)
             except LoginLocked as exc:
                 self.retry_after = exc.retry_after
-                raise forms.ValidationError(login_locked_message(exc.retry_after), code="login_locked")
+                raise forms.ValidationError(login_locked_message(exc.retry_after), code=AccountsErrors.LOGIN_LOCKED)
             if self.user_cache is None:
                 raise self.get_invalid_login_error()
             self.confirm_login_allowed(self.user_cache)  # staff only

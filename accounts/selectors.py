@@ -5,10 +5,11 @@ import hmac
 
 from django.db.models import QuerySet
 
+from accounts.audit import Actor
 from accounts.models import ApiKey, AuditEntry, Invitation, Membership, Organization, User
-from config.tenancy import dangerously_unscoped
 from accounts.tokens import api_key_prefix, token_digest
 from config.errors import NotFound
+from config.tenancy import dangerously_unscoped, scoped_object
 
 
 def memberships_of_user(*, user: User) -> list[Membership]:
@@ -68,3 +69,20 @@ def audit_list(*, filters: dict) -> QuerySet[AuditEntry]:
         lookups.pop("action")
         lookups["action__startswith"] = filters["action"]
     return queryset.filter(**lookups)
+
+
+# --- access: one object of the active organization, or the same 404 for missing and foreign -------
+# `actor` is who asks (the API's request.actor, the portal's portal_actor): the tenant scope already limits
+# every read to the actor's organization; a rule that narrows it further (per-project access) goes here.
+
+
+def access_member(actor: Actor | None, member_id) -> Membership:
+    return scoped_object(member_list(), member_id, what="member")
+
+
+def access_invitation(actor: Actor | None, invitation_id) -> Invitation:
+    return scoped_object(invitation_list(), invitation_id, what="invitation")
+
+
+def access_api_key(actor: Actor | None, api_key_id) -> ApiKey:
+    return scoped_object(api_key_list(), api_key_id, what="API key")

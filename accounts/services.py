@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.api.throttling import rate_hits
 from accounts.audit import Actor, audit_record, changed, client_ip, snapshot
 from accounts.counters import counter_delete, counter_read, counters_incr
+from accounts.error_codes import AccountsErrors
 from accounts.live_sessions import member_group, organization_sessions_group, sessions_end
 from accounts.models import ApiKey, Invitation, Membership, Organization, User
 from accounts.roles import SCOPES, Role, scopes_for_role
@@ -34,12 +35,14 @@ from config.tenancy import dangerously_unscoped, tenant_scope
 def user_create(*, email: str, password: str | None, full_name: str = "") -> User:
     email = User.objects.normalize_email(email).lower()
     if User.objects.filter(email=email).exists():
-        raise Conflict("A user with this email already exists.", code="email_taken", fields={"email": ["taken"]})
+        raise Conflict("A user with this email already exists.",
+                       code=AccountsErrors.EMAIL_TAKEN, fields={"email": ["taken"]})
     if password is not None:
         try:
             validate_password(password, User(email=email, full_name=full_name))
         except ValidationError as exc:
-            raise DomainError("The password is too weak.", code="weak_password", fields={"password": exc.messages})
+            raise DomainError("The password is too weak.",
+                              code=AccountsErrors.WEAK_PASSWORD, fields={"password": exc.messages})
     return User.objects.create_user(email=email, password=password, full_name=full_name)
 
 
@@ -49,7 +52,7 @@ def user_create(*, email: str, password: str | None, full_name: str = "") -> Use
 @transaction.atomic
 def organization_create(*, name: str, slug: str, owner: User, public_name: str = "", actor: Actor | None = None):
     if Organization.objects.filter(slug=slug).exists():
-        raise Conflict(f"The slug {slug!r} is taken.", code="slug_taken", fields={"slug": ["taken"]})
+        raise Conflict(f"The slug {slug!r} is taken.", code=AccountsErrors.SLUG_TAKEN, fields={"slug": ["taken"]})
     organization = Organization(name=name, slug=slug, public_name=public_name or name)
     organization.full_clean()
     organization.save()
@@ -129,7 +132,7 @@ def grant_check(*, actor: Actor, scopes, organization_id: int, what: str = "scop
     if beyond:
         raise DomainError(
             "You cannot grant scopes you do not hold yourself.",
-            code="scope_not_held",
+            code=AccountsErrors.SCOPE_NOT_HELD,
             fields={what: [f"not held: {', '.join(beyond)}"]},
         )
 
@@ -148,13 +151,13 @@ def _check_owner_rules(*, actor: Actor, membership: Membership, new_role: str | 
     """Only owners touch the owner role, and the last owner can't be demoted or removed."""
     touches_owner = membership.role == Role.OWNER or new_role == Role.OWNER
     if touches_owner and _actor_role(actor, membership.organization_id) != Role.OWNER:
-        raise Forbidden("Only an owner can grant, change or remove the owner role.", code="owner_required")
+        raise Forbidden("Only an owner can grant, change or remove the owner role.", code=AccountsErrors.OWNER_REQUIRED)
     if membership.role == Role.OWNER and new_role != Role.OWNER:
         owners = Membership.objects.select_for_update().filter(
             organization_id=membership.organization_id, role=Role.OWNER
         )
         if len(owners) <= 1:
-            raise Conflict("An organization always keeps an owner.", code="last_owner")
+            raise Conflict("An organization always keeps an owner.", code=AccountsErrors.LAST_OWNER)
 
 
 @transaction.atomic
@@ -198,14 +201,15 @@ def invitation_create(*, organization: Organization, email: str, role: str, acto
     if role not in Role.values:
         raise DomainError("Unknown role.", fields={"role": [f"one of {', '.join(Role.values)}"]})
     if role == Role.OWNER and _actor_role(actor, organization.pk) != Role.OWNER:
-        raise Forbidden("Only an owner can invite another owner.", code="owner_required")
+        raise Forbidden("Only an owner can invite another owner.", code=AccountsErrors.OWNER_REQUIRED)
     grant_check(actor=actor, scopes=scopes_for_role(role), organization_id=organization.pk, what="role")
     if Membership.objects.filter(organization=organization, user__email=email).exists():
-        raise Conflict("This person is already a member.", code="already_member", fields={"email": ["member"]})
+        raise Conflict("This person is already a member.",
+                       code=AccountsErrors.ALREADY_MEMBER, fields={"email": ["member"]})
     if Invitation.objects.filter(
         organization=organization, email=email, accepted_at=None, revoked_at=None, expires_at__gt=timezone.now()
     ).exists():
-        raise Conflict("A pending invitation exists for this email.", code="already_invited")
+        raise Conflict("A pending invitation exists for this email.", code=AccountsErrors.ALREADY_INVITED)
     token = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
         organization=organization,
@@ -229,9 +233,14 @@ def invitation_create(*, organization: Organization, email: str, role: str, acto
     return invitation, token
 
 
+NOT_PENDING = {"accepted": AccountsErrors.INVITATION_ACCEPTED, "revoked": AccountsErrors.INVITATION_REVOKED,
+               "expired": AccountsErrors.INVITATION_EXPIRED}
+
+
 def invitation_revoke(*, invitation: Invitation, actor: Actor) -> Invitation:
     if invitation.status != "pending":
-        raise Conflict(f"The invitation is {invitation.status}.", code=f"invitation_{invitation.status}")
+        # Revoking one that is no longer pending conflicts with its state (409 whatever the state's code).
+        raise Conflict(f"The invitation is {invitation.status}.", code=NOT_PENDING[invitation.status], status=409)
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
     audit_record(actor=actor, action="invitation.revoke", target=invitation)
@@ -243,11 +252,11 @@ def invitation_by_token(token: str) -> Invitation:
     with dangerously_unscoped():
         invitation = Invitation.objects.select_related("organization").filter(token_hash=token_digest(token)).first()
     if invitation is None or invitation.revoked_at:
-        raise NotFound("This invitation does not exist.", code="invitation_not_found")
+        raise NotFound("This invitation does not exist.", code=AccountsErrors.INVITATION_NOT_FOUND)
     if invitation.accepted_at:
-        raise DomainError("This invitation was already accepted.", code="invitation_used", status=410)
+        raise DomainError("This invitation was already accepted.", code=AccountsErrors.INVITATION_USED)
     if invitation.expires_at <= timezone.now():
-        raise DomainError("This invitation has expired; ask for a new one.", code="invitation_expired", status=410)
+        raise DomainError("This invitation has expired; ask for a new one.", code=AccountsErrors.INVITATION_EXPIRED)
     return invitation
 
 
@@ -260,17 +269,18 @@ def invitation_accept(
     if user is None or not user.is_authenticated:
         if User.objects.filter(email=invitation.email).exists():
             raise DomainError(
-                "An account exists for this email: sign in, then open the invitation again.", code="sign_in_required",
-                status=401,
+                "An account exists for this email: sign in, then open the invitation again.",
+                    code=AccountsErrors.SIGN_IN_REQUIRED,
             )
         if not password:
             raise DomainError("Choose a password.", fields={"password": ["required"]})
         user = user_create(email=invitation.email, password=password, full_name=full_name)
     elif user.email.lower() != invitation.email:
-        raise Forbidden("This invitation was sent to another email address.", code="invitation_email_mismatch")
+        raise Forbidden("This invitation was sent to another email address.",
+                        code=AccountsErrors.INVITATION_EMAIL_MISMATCH)
     with tenant_scope(invitation.organization_id):
         if Membership.objects.filter(user=user).exists():
-            raise Conflict("You are already a member.", code="already_member")
+            raise Conflict("You are already a member.", code=AccountsErrors.ALREADY_MEMBER)
         membership = Membership.objects.create(organization_id=invitation.organization_id, user=user, role=invitation.role)
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
@@ -348,8 +358,7 @@ def _login_keys(email: str, ip: str | None) -> list[str]:
 class LoginLocked(DomainError):
     """Too many failed sign-ins for this email from this address (or from this address at all)."""
 
-    code = "login_locked"
-    status = 429
+    code = AccountsErrors.LOGIN_LOCKED
 
     def __init__(self, retry_after: int):
         super().__init__("Too many failed attempts; try again later.")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import views
+from accounts.portal import views
 
 # The `accounts` namespace also holds the dashboard and the webhook pages, which config/urls.py adds.
 app_name = "accounts"

@@ -73,7 +73,7 @@ def tenant(slug: str):
 
 
 def drain():
-    from generation.worker import run_until_idle
+    from generation.queue.worker import run_until_idle
     from rights.registry import registrations_anchor
 
     while run_until_idle():

@@ -12,14 +12,15 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.tenancy import ScopeError
+from config.error_codes import ErrorCode, KernelErrors
 from config.errors import DomainError
 from config.json_input import INVALID_TYPE, only_type_errors
+from config.tenancy import ScopeError
 
 logger = logging.getLogger(__name__)
 
 # DRF's own codes, renamed where ours read better.
-_RENAMED_CODES = {"throttled": "rate_limited", "parse_error": "malformed_request"}
+_RENAMED_CODES = {"throttled": KernelErrors.RATE_LIMITED, "parse_error": KernelErrors.MALFORMED_REQUEST}
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -43,22 +44,22 @@ def exception_handler(exc, context):
                         headers={"Retry-After": str(retry_after)} if retry_after else None)
     if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
         return Response(
-            error_body("payload_too_large", "The request body is larger than this endpoint accepts."),
+            error_body(KernelErrors.PAYLOAD_TOO_LARGE, "The request body is larger than this endpoint accepts."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, SuspiciousOperation):
-        return Response(error_body("bad_request", "The request was refused."), status=400)
+        return Response(error_body(KernelErrors.BAD_REQUEST, "The request was refused."), status=400)
     if isinstance(exc, ScopeError):
         # A bug, not bad input; fail closed without telling the caller what exists.
         logger.error("tenant scope error: %s", exc)
-        return Response(error_body("not_found", "Not found."), status=404)
+        return Response(error_body(KernelErrors.NOT_FOUND, "Not found."), status=404)
     if isinstance(exc, (Http404, DjangoPermissionDenied)):
         exc = exceptions.NotFound() if isinstance(exc, Http404) else exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     codes = exc.get_codes()
-    code = _RENAMED_CODES.get(codes, codes) if isinstance(codes, str) else "invalid"
+    code = _RENAMED_CODES.get(codes, codes) if isinstance(codes, str) else KernelErrors.INVALID
     fields = {}
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
@@ -72,12 +73,12 @@ def exception_handler(exc, context):
     return response
 
 
-def json_error_view(status_code: int, code: str, message: str):
+def json_error_view(code: ErrorCode, message: str):
     # CSRF-exempt: it changes nothing, and otherwise a POST or DELETE to an unknown API path
     # (a mistyped id) got Django's HTML CSRF page instead of this JSON 404.
     @csrf_exempt
     def view(request, exception=None):
-        return JsonResponse(error_body(code, message), status=status_code)
+        return JsonResponse(error_body(code, message), status=code.status)
 
     return view
 

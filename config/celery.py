@@ -13,9 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Each installed app's tasks.py (generation/tasks.py: the tasks, and the worker process's sweeper and
-# shutdown on Celery's signals).
-app.autodiscover_tasks()
+# The tasks are the modules of settings.CELERY_IMPORTS (generation/queue/tasks.py: the tasks, and the
+# worker process's sweeper and shutdown on Celery's signals), imported when a worker starts.
 
 
 @worker_process_shutdown.connect

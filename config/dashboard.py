@@ -13,8 +13,8 @@ from accounts.decorators import requires_scope
 from accounts.models import ApiKey, AuditEntry, Membership
 from generation.budgets import money, period_starts, spend_summary
 from generation.models import TERMINAL_JOB_STATUSES
+from generation.portal.jobs import STATUS_LABELS as JOB_STATUS_LABELS  # one wording on the dashboard and the job page
 from generation.selectors import job_list
-from generation.views import STATUS_LABELS as JOB_STATUS_LABELS  # one wording on the dashboard and the job page
 from projects.models import Project
 from rights.models import Registration, RegistrationStatus
 

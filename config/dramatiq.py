@@ -1,5 +1,5 @@
 """Dramatiq's broker (QUEUE_ENGINE=dramatiq): RabbitMQ or Redis from BROKER_URL, with the middleware
-every process needs. The actors are the generation app's (generation/dramatiq_actors.py); a sender only
+every process needs. The actors are the generation app's (generation/queue/dramatiq_actors.py); a sender only
 needs the broker (config.queues.task_send)."""
 from __future__ import annotations
 

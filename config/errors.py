@@ -1,35 +1,35 @@
-"""The domain error every app raises for a refused action; the API turns it into its error shape."""
+"""The domain error every app raises for a refused action; the API turns it into its error shape.
+
+Its `code` is a member of an app's ErrorCode enum (config/error_codes.py and each app's
+`error_codes.py`), which also gives the HTTP status."""
 from __future__ import annotations
+
+from config.error_codes import ErrorCode, KernelErrors
 
 
 class DomainError(Exception):
-    """A business rule refused the action. `code` is stable and documented; `status` its HTTP answer."""
+    """A business rule refused the action. `code` is stable and documented; `status` is the code's
+    HTTP answer unless given."""
 
-    code = "invalid"
-    status = 400
+    code: ErrorCode = KernelErrors.INVALID
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, fields=None):
+    def __init__(self, message: str, *, code: ErrorCode | None = None, status: int | None = None, fields=None):
         super().__init__(message)
         self.message = message
-        if code:
-            self.code = code
-        if status:
-            self.status = status
+        self.code = code or type(self).code
+        self.status = status or self.code.status
         self.fields = fields or {}
 
 
 class NotFound(DomainError):
     """Missing and foreign objects answer the same."""
 
-    code = "not_found"
-    status = 404
+    code = KernelErrors.NOT_FOUND
 
 
 class Conflict(DomainError):
-    code = "conflict"
-    status = 409
+    code = KernelErrors.CONFLICT
 
 
 class Forbidden(DomainError):
-    code = "permission_denied"
-    status = 403
+    code = KernelErrors.PERMISSION_DENIED

@@ -16,7 +16,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.settings import api_settings
 
-INVALID_TYPE = "invalid_type"
+from config.error_codes import KernelErrors
+
+INVALID_TYPE = KernelErrors.INVALID_TYPE
 # A decimal as the schema's pattern has it: digits with an optional point, no exponent or spaces.
 _DECIMAL_TEXT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)\Z")
 

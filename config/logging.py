@@ -1,5 +1,5 @@
 """Structured logs: with LOG_FORMAT=json, one JSON object per line, carrying the ids of the request,
-job and step being served (set in context variables by config.middleware and generation.worker).
+job and step being served (set in context variables by config.middleware and generation.queue.worker).
 
 Context variables follow the request or task through asgiref's threads, like the tenant scope does.
 """

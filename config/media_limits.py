@@ -27,6 +27,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from config.error_codes import KernelErrors
 from config.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,11 @@ def ffmpeg_exe() -> str:
 
 
 def _too_large(message: str) -> MediaRefused:
-    return MediaRefused(message, code="media_too_large", status=413)
+    return MediaRefused(message, code=KernelErrors.MEDIA_TOO_LARGE)
 
 
 def _layout(message: str) -> MediaRefused:
-    return MediaRefused(message, code="media_unexpected_layout", status=415)
+    return MediaRefused(message, code=KernelErrors.MEDIA_UNEXPECTED_LAYOUT)
 
 
 # --- time budget and memory bound of ffmpeg processes ---------------------------------------------
@@ -105,14 +106,13 @@ def upload_budget(function):
         except MediaFailure:
             logger.warning("media work on an upload failed", exc_info=True)
             raise MediaRefused("The file could not be processed within this server's limits.",
-                               code="media_unprocessable", status=422) from None
+                               code=KernelErrors.MEDIA_UNPROCESSABLE) from None
 
     return bounded
 
 
 def _timeout_error() -> MediaRefused:
-    return MediaRefused("Processing this file took longer than this server allows.", code="media_timeout",
-                        status=503)
+    return MediaRefused("Processing this file took longer than this server allows.", code=KernelErrors.MEDIA_TIMEOUT)
 
 
 def _time_left(timeout: float | None) -> tuple[float | None, bool]:
@@ -279,7 +279,7 @@ def video_header(path: Path) -> VideoHeader:
                           timeout=settings.MEDIA_PROBE_TIMEOUT_S)
     text = completed.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
-        raise MediaRefused("The video cannot be read.", code="unreadable_file")
+        raise MediaRefused("The video cannot be read.", code=KernelErrors.UNREADABLE_FILE)
     return VideoHeader(streams=header_streams(text))
 
 
@@ -317,7 +317,7 @@ def media_check_video(path: Path) -> VideoHeader:
     header = video_header(path)
     streams, video = header.streams, header.video
     if not streams:
-        raise MediaRefused("The video cannot be read.", code="unreadable_file")
+        raise MediaRefused("The video cannot be read.", code=KernelErrors.UNREADABLE_FILE)
     if any(s.attached_picture for s in streams):
         raise _layout("Videos with an attached picture (cover art) are not accepted.")
     if len(video) != 1:
@@ -341,7 +341,7 @@ def media_check_video(path: Path) -> VideoHeader:
                          f"{settings.MEDIA_MAX_FPS:g} are accepted.")
     _count_frames(path, header)
     if header.frames == 0:
-        raise MediaRefused("The video is truncated or has no picture.", code="unreadable_file")
+        raise MediaRefused("The video is truncated or has no picture.", code=KernelErrors.UNREADABLE_FILE)
     if header.frames > settings.MEDIA_MAX_FRAMES:
         raise _too_large(f"The video has over {settings.MEDIA_MAX_FRAMES} frames.")
     if header.duration_s > settings.MEDIA_MAX_DURATION_S:
@@ -352,7 +352,7 @@ def media_check_video(path: Path) -> VideoHeader:
 def media_check_frame(width: int, height: int, *, limit: int) -> None:
     """A frame of `width` x `height` is refused over `limit` pixels, or when a side is missing."""
     if width <= 0 or height <= 0:
-        raise MediaRefused("The file declares no frame size.", code="unreadable_file")
+        raise MediaRefused("The file declares no frame size.", code=KernelErrors.UNREADABLE_FILE)
     if width * height > limit:
         raise _too_large(f"The frame is {width}x{height} pixels; at most {limit:,} pixels are accepted.")
 
@@ -376,8 +376,9 @@ def verify_slot():
     alone does not bound what many addresses start at once."""
     semaphore = _verify_semaphore(max(1, settings.VERIFY_CONCURRENCY))
     if not semaphore.acquire(timeout=max(0.0, settings.VERIFY_QUEUE_WAIT_S)):
-        raise MediaRefused("The verification service is busy. Try again shortly.", code="verify_busy",
-                           status=503, retry_after=max(1, round(settings.VERIFY_RETRY_AFTER_S)), fields={})
+        raise MediaRefused("The verification service is busy. Try again shortly.",
+                           code=KernelErrors.VERIFY_BUSY,
+                           retry_after=max(1, round(settings.VERIFY_RETRY_AFTER_S)), fields={})
     try:
         yield
     finally:

@@ -9,8 +9,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from config.errors import NotFound
 from config.logging import log_context
 from config.metrics import HTTP_DURATION, HTTP_REQUESTS
+from config.views import not_found
 
 # An incoming X-Request-ID (from the proxy or the client) is kept when it is short and plain.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -125,3 +127,19 @@ class ContentSecurityPolicyMiddleware:
             response["Content-Security-Policy"] = content_security_policy(
                 path=request.path, host=host, media_origins=self.media_origins)
         return response
+
+
+class NotFoundPageMiddleware:
+    """A portal view whose `access_<thing>(actor, id)` found nothing (config.errors.NotFound, for a
+    missing and a foreign object alike) answers the 404 page, as the API answers its JSON 404."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, NotFound):
+            return not_found(request, exception)
+        return None

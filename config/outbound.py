@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from config.error_codes import KernelErrors
 from config.errors import DomainError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -41,8 +42,7 @@ _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 class OutboundUrlNotAllowed(DomainError):
     """The URL is not plain http(s), carries credentials, or reaches an address that is not allowed."""
 
-    code = "url_not_allowed"
-    status = 400
+    code = KernelErrors.URL_NOT_ALLOWED
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""OpenAPI generation: each operation documents the scope it needs and the errors it can answer."""
+"""OpenAPI generation: each operation documents the scope it needs and the errors it can answer, with
+the codes of each status (config/error_codes.py and the apps' error_codes.py)."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
+
+from config.error_codes import ErrorCode, error_codes_all
 
 
 class ErrorDetailOut(serializers.Serializer):
@@ -61,8 +64,19 @@ class ScopedAutoSchema(AutoSchema):
         if "{" in self.path:
             statuses.add(404)
         # The domain errors (409 conflicts, 410, 413...) a view's method can answer, from its declaration.
-        statuses |= set(getattr(self.view, "error_statuses", {}).get(self.method.upper(), ()))
+        statuses |= {code.status for code in self._declared_codes()}
         return statuses
+
+    def _declared_codes(self) -> tuple[ErrorCode, ...]:
+        """The codes the view declares for this method (`error_codes = {"POST": (SomeErrors.X, ...)}`)."""
+        return tuple(getattr(self.view, "error_codes", {}).get(self.method.upper(), ()))
+
+    def _codes_of(self, status: int) -> list[ErrorCode]:
+        """The codes an answer with `status` can carry: the view's own, then the general ones."""
+        declared = [code for code in self._declared_codes() if code.status == status]
+        general = [code for code in error_codes_all()
+                   if code.general and code.status == status and code not in declared]
+        return declared + general
 
     def _get_request_for_media_type(self, serializer, direction="request"):
         # drf-spectacular documents a PATCH body as partial (every field optional). A serializer that its
@@ -97,10 +111,15 @@ class ScopedAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         error = self.resolve_serializer(ErrorOut, "response").ref
-        for code in sorted(str(code) for code in self._error_statuses()):
-            responses.setdefault(code, {
+        for status in sorted(self._error_statuses()):
+            codes = self._codes_of(status)
+            description = ERROR_DESCRIPTIONS.get(status, "Refused; `error.code` says why.")
+            if codes:
+                description += "\n\n" + "\n".join(f"- `{code}`: {code.description}" for code in codes)
+            responses.setdefault(str(status), {
                 "content": {"application/json": {"schema": error}},
-                "description": ERROR_DESCRIPTIONS.get(int(code), "Refused; `error.code` says why."),
+                "description": description,
+                "x-error-codes": [str(code) for code in codes],
             })
         return responses
 

@@ -143,6 +143,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.middleware.PortalOrganizationMiddleware",
+    # A portal view's NotFound (an access_<thing> helper found nothing) answers the 404 page.
+    "config.middleware.NotFoundPageMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -246,6 +248,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = bool(BROKER_URL)
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_IMPORTS = ("generation.queue.tasks",)  # the tasks and the worker process's signal handlers
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if BROKER_URL.startswith("amqp"):
     from kombu import Exchange, Queue

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 from django.db import models
 
+from config.errors import NotFound
+
 UNSCOPED = "*"
 
 _scope: contextvars.ContextVar[int | str | None] = contextvars.ContextVar("tenant_scope", default=None)
@@ -139,3 +141,13 @@ def rls_apply(*, connection) -> list[str]:
             cursor.execute(RLS_POLICY.format(table=table))
             tables.append(model._meta.db_table)
     return tables
+
+
+def scoped_object(queryset, pk, *, what: str):
+    """The object `pk` of `queryset` under the active tenant scope, or NotFound: a missing object and
+    another organization's answer the same. Each app's `access_<thing>(actor, id)` helper is this, with
+    the thing's queryset; the API answers 404 and the portal its 404 page."""
+    found = queryset.filter(pk=pk).first()
+    if found is None:
+        raise NotFound(f"No such {what}.")
+    return found

@@ -6,26 +6,24 @@ from accounts import urls as accounts_urls
 from accounts.api.health import HealthView
 from config import dashboard
 from config.api import json_error_view
+from config.error_codes import KernelErrors
 from config.metrics import metrics_view
-from generation import portal_projects, portal_webhooks
+from generation.portal import projects as portal_projects
+from generation.portal import webhooks as portal_webhooks
 from projects import urls as projects_urls
-from projects.api import ProjectDetailView, ProjectListView
 
 api_patterns = [
     path("health", HealthView.as_view(), name="health"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its script as a file (?script): no inline script, so the docs keep the CSP.
     path("docs", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
-    path("projects", ProjectListView.as_view(), name="project-list"),
-    path("projects/<uuid:project_id>", ProjectDetailView.as_view(), name="project-detail"),
+    # Each app's API routes are its api/urls.py.
     path("", include("accounts.api.urls")),
-    path("", include("generation.urls")),
-    path("", include("generation.api_webhooks")),
-    path("", include("generation.api_settings")),
-    path("", include("projects.api_templates")),
-    path("", include("rights.api")),
+    path("", include("projects.api.urls")),
+    path("", include("rights.api.urls")),
+    path("", include("generation.api.urls")),
     # Unknown API paths answer in the API's error shape, never with an HTML page.
-    re_path(r"^.*$", json_error_view(404, "not_found", "No such endpoint."), name="unknown"),
+    re_path(r"^.*$", json_error_view(KernelErrors.NOT_FOUND, "No such endpoint."), name="unknown"),
 ]
 
 # The portal's namespaces, composed here where a page of one app shows another's: the dashboard (this
@@ -51,11 +49,11 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),  # Prometheus; access rules in config/metrics.py
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),  # setlang: the language switcher
-    # The portal: one urls module per app, each with its own namespace.
+    # The portal: each app's urls.py, each with its own namespace.
     path("", include((accounts_pages, accounts_urls.app_name))),
     path("", include((projects_pages, projects_urls.app_name))),
-    path("", include("projects.urls_templates")),
-    path("", include("generation.portal_urls")),
+    path("", include((projects_urls.library_urlpatterns, projects_urls.LIBRARY_APP_NAME))),
+    path("", include("generation.urls")),
     path("", include("rights.urls")),
 ]
 

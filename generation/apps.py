@@ -18,6 +18,6 @@ class GenerationConfig(AppConfig):
 
 
 def _resume_steps(sender, organization_id: int, **kwargs) -> None:
-    from generation.pipeline import steps_resume
+    from generation.pipeline.steps import steps_resume
 
     steps_resume(organization_id=organization_id)

@@ -7,7 +7,8 @@ so clients can tell "raise the budget or wait" from "retry differently".
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import transaction
@@ -15,8 +16,9 @@ from django.db.models import Case, DecimalField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from config.tenancy import tenant_scope
 from config.errors import DomainError
+from config.tenancy import tenant_scope
+from generation.error_codes import GenerationErrors
 from generation.models import TERMINAL_JOB_STATUSES, GenerationPolicy, Job
 
 ZERO = Decimal("0")
@@ -24,8 +26,7 @@ _MONEY = DecimalField(max_digits=14, decimal_places=4)
 
 
 class BudgetExceeded(DomainError):
-    code = "budget_exceeded"
-    status = 402
+    code = GenerationErrors.BUDGET_EXCEEDED
 
     def __init__(self, *, limit_name: str, label: str, limit: Decimal, spent: Decimal, estimated_cost: Decimal):
         message = (

@@ -8,8 +8,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from generation.dispatch import deliveries_dispatch
 from generation.models import Job, JobEvent
+from generation.queue.dispatch import deliveries_dispatch
 from generation.webhooks import webhook_event_emit
 
 logger = logging.getLogger(__name__)

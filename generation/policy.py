@@ -10,8 +10,9 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
-from config.tenancy import tenant_scope
 from config.errors import DomainError
+from config.tenancy import tenant_scope
+from generation.error_codes import GenerationErrors
 from generation.models import GenerationPolicy
 
 Moderation = Callable[[str], "tuple[bool, str]"]
@@ -28,15 +29,13 @@ _WHITESPACE, _ANY_WHITESPACE = r"\s+", r"\s*"
 
 
 class ContentRefused(DomainError):
-    code = "content_refused"
-    status = 422
+    code = GenerationErrors.CONTENT_REFUSED
 
 
 class ModerationUnavailable(DomainError):
     """The moderation the policy asks for could not run: the content is neither passed nor refused."""
 
-    code = "moderation_unavailable"
-    status = 503
+    code = GenerationErrors.MODERATION_UNAVAILABLE
 
 
 def policy_for(organization_id: int) -> GenerationPolicy:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from config.errors import DomainError
 from config.outbound import OutboundUrlNotAllowed, outbound_url_check
+from generation.error_codes import GenerationErrors
 
 
 class ProviderSettingsInvalid(DomainError):
-    code = "invalid_provider_settings"
-    status = 400
+    code = GenerationErrors.INVALID_PROVIDER_SETTINGS
 
 
 def _url_settings(settings: dict) -> list[str]:
@@ -32,7 +32,7 @@ def provider_settings_clean(*, provider: str, settings: dict) -> dict:
             exc.fields = {name: [exc.message]}
             raise
     if provider == "openai":
-        from generation.providers.openai_provider import settings_problems
+        from generation.providers.openai.text import settings_problems
 
         problems = settings_problems(settings)
         if problems:

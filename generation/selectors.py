@@ -3,14 +3,17 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from accounts.audit import Actor
 from config.errors import Conflict
-from generation import pipeline
+from config.tenancy import scoped_object
+from generation.error_codes import GenerationErrors
 from generation.models import Artifact, Job, JobEvent, Stage, StepStatus
+from generation.pipeline import steps as pipeline
 from rights.models import Content
 
 
 class RightsHeld(Conflict):
-    code = "rights_hold"
+    code = GenerationErrors.RIGHTS_HOLD
 
     def __init__(self):
         super().__init__("The job is held for a possible infringement: an operator must release it first.",
@@ -97,3 +100,9 @@ def job_artifact(job: Job, kind: str, shot: int = 0) -> Artifact | None:
 
 def job_events_after(*, job_id, after: int = 0, limit: int = 200) -> list[JobEvent]:
     return list(JobEvent.objects.filter(job_id=job_id, id__gt=after).order_by("id")[:limit])
+
+
+def access_job(actor: Actor | None, job_id) -> Job:
+    """The job of the active organization with its steps and artifacts, or NotFound."""
+    return scoped_object(Job.objects.select_related("project", "created_by").prefetch_related("steps__artifact"),
+                         job_id, what="job")

@@ -11,16 +11,19 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record
 from accounts.models import Organization
 from config.errors import Conflict, DomainError, NotFound
-from generation import events, pipeline
+from generation import events
 from generation.budgets import budget_check
+from generation.error_codes import GenerationErrors
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, Step, StepStatus
+from generation.pipeline import steps as pipeline
+from generation.pipeline.stages import provider_settings
 from generation.policy import ModerationUnavailable, content_policy_check, policy_for
 from generation.providers.base import ProviderError, StageContext
-from generation.providers.openai_provider import estimate_cost, moderate
-from generation.stages import provider_settings
+from generation.providers.openai.text import estimate_cost, moderate
 from projects.models import Project
 from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
 from projects.templates import template_for_job
+from rights.error_codes import RightsErrors
 
 OPTION_DEFAULTS = {"duration_s": 30, "aspect_ratio": "16:9", "resolution": "720p", "shots": 8, "voice": ""}
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
@@ -76,7 +79,8 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
         existing = Job.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             if existing.request_hash != request_hash:
-                raise Conflict("This Idempotency-Key was used for a different request.", code="idempotency_mismatch")
+                raise Conflict("This Idempotency-Key was used for a different request.",
+                               code=GenerationErrors.IDEMPOTENCY_MISMATCH)
             return existing, False
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
@@ -141,7 +145,7 @@ def _locked(job: Job) -> Job:
 def job_cancel(*, job: Job, actor: Actor) -> Job:
     job = _locked(job)
     if job.status in TERMINAL_JOB_STATUSES:
-        raise Conflict(f"The job is already {job.status}.", code="job_finished")
+        raise Conflict(f"The job is already {job.status}.", code=GenerationErrors.JOB_FINISHED)
     job.steps.filter(status__in=[StepStatus.BLOCKED, StepStatus.QUEUED, StepStatus.RUNNING]).update(
         status=StepStatus.CANCELLED, lease_owner="", lease_expires_at=None)
     previous = job.status
@@ -158,7 +162,7 @@ def job_retry(*, job: Job, actor: Actor) -> Job:
     """Resume a failed or cancelled job at the steps that did not finish."""
     job = _locked(job)
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise Conflict("Only a failed or cancelled job can be retried.", code="job_not_retryable")
+        raise Conflict("Only a failed or cancelled job can be retried.", code=GenerationErrors.JOB_NOT_RETRYABLE)
     job.steps.exclude(status=StepStatus.SUCCEEDED).update(
         status=StepStatus.BLOCKED, attempts=0, provider_index=0, error=None, available_at=None, lease_owner="",
         lease_expires_at=None)
@@ -183,10 +187,10 @@ def _shot_step(job: Job, stage: str, number: int) -> Step:
 
 def _editable(job: Job) -> None:
     if job.status == JobStatus.CANCELLED:
-        raise Conflict("The job was cancelled.", code="job_cancelled")
+        raise Conflict("The job was cancelled.", code=GenerationErrors.JOB_CANCELLED)
     storyboard = job.steps.get(stage=Stage.STORYBOARD, shot=0)
     if storyboard.status != StepStatus.SUCCEEDED:
-        raise Conflict("The storyboard is not ready yet.", code="storyboard_not_ready")
+        raise Conflict("The storyboard is not ready yet.", code=GenerationErrors.STORYBOARD_NOT_READY)
 
 
 def _rerun_from_shots(job: Job) -> None:
@@ -252,9 +256,9 @@ def job_approve(*, job: Job, actor: Actor) -> Job:
     if pipeline.rights_on_hold(job):
         # It waits for an operator's decision on a possible infringement, which no approval replaces.
         raise Conflict("The job is held for a possible infringement of another studio's content; an operator "
-                       "must release it.", code="rights_hold")
+                       "must release it.", code=GenerationErrors.RIGHTS_HOLD)
     if job.status != JobStatus.AWAITING_APPROVAL:
-        raise Conflict("The job is not waiting for approval.", code="not_awaiting_approval")
+        raise Conflict("The job is not waiting for approval.", code=GenerationErrors.NOT_AWAITING_APPROVAL)
     job.approved_at = timezone.now()
     job.approved_by = actor.user if actor.user and actor.user.is_authenticated else None
     job.save(update_fields=["approved_at", "approved_by"])
@@ -269,7 +273,7 @@ def job_rights_release(*, job: Job, actor: Actor, note: str = "") -> Job:
     """An operator decided a possible infringement is not one: registration goes ahead."""
     job = _locked(job)
     if not pipeline.rights_on_hold(job):
-        raise Conflict("The job has no infringement hold.", code="no_rights_hold")
+        raise Conflict("The job has no infringement hold.", code=RightsErrors.NO_RIGHTS_HOLD)
     job.rights_hold = {**job.rights_hold, "cleared_at": timezone.now().isoformat(), "note": note[:500],
                        "cleared_by": actor.user.email if actor.user and actor.user.is_authenticated else ""}
     job.save(update_fields=["rights_hold"])

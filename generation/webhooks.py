@@ -32,9 +32,10 @@ from config.outbound import (
     address_refused,
     outbound_target,
 )
-from config.tenancy import dangerously_unscoped, tenant_scope
-from generation.dispatch import deliveries_dispatch
+from config.tenancy import dangerously_unscoped, scoped_object, tenant_scope
+from generation.error_codes import GenerationErrors
 from generation.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
+from generation.queue.dispatch import deliveries_dispatch
 
 SIGNATURE_HEADER = "X-Platform-Signature"
 EVENT_HEADER = "X-Platform-Event"
@@ -61,7 +62,7 @@ def _setting(name: str, default):
 class WebhookUrlNotAllowed(OutboundUrlNotAllowed):
     """The outbound guard's refusal, under the code webhook clients already know."""
 
-    code = "webhook_url_not_allowed"
+    code = GenerationErrors.WEBHOOK_URL_NOT_ALLOWED
 
 
 # The guard's address rule, under its old name (tests and callers of this module use it).
@@ -115,12 +116,12 @@ def webhook_verify(secret: str, header: str, body: bytes, tolerance_s: int = 300
 def _clean_events(events) -> list[str]:
     allowed = set(WebhookEvent.values)
     if not isinstance(events, (list, tuple)) or not events:
-        raise DomainError("Subscribe to at least one event.", code="invalid_events",
+        raise DomainError("Subscribe to at least one event.", code=GenerationErrors.INVALID_EVENTS,
                           fields={"events": ["Subscribe to at least one event."]})
     unknown = [event for event in events if event not in allowed]
     if unknown:
         message = f"Unknown events: {', '.join(map(str, unknown))}. Known: {', '.join(WebhookEvent.values)}."
-        raise DomainError(message, code="invalid_events", fields={"events": [message]})
+        raise DomainError(message, code=GenerationErrors.INVALID_EVENTS, fields={"events": [message]})
     return list(dict.fromkeys(events))
 
 
@@ -144,7 +145,7 @@ def webhook_create(
     with tenant_scope(organization):
         if Webhook.objects.count() >= MAX_WEBHOOKS_PER_ORGANIZATION:
             raise Conflict(f"An organization has at most {MAX_WEBHOOKS_PER_ORGANIZATION} webhooks.",
-                           code="webhook_limit")
+                           code=GenerationErrors.WEBHOOK_LIMIT)
         events = _clean_events(events)
         url = _clean_url(url)
         secret = "whsec_" + secrets.token_urlsafe(32)
@@ -196,7 +197,7 @@ def webhook_delivery_list(*, webhook: Webhook, status: str = "") -> QuerySet[Web
 
 def webhook_event_emit(*, organization_id: int, event: str, payload: dict) -> list:
     """One pending delivery per active webhook of the organization subscribed to `event`.
-    Returns their ids; the caller dispatches them after commit (generation.dispatch)."""
+    Returns their ids; the caller dispatches them after commit (generation.queue.dispatch)."""
     if event not in WebhookEvent.values:
         raise ValueError(f"unknown webhook event {event!r}")
     payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))  # UUIDs, Decimals, datetimes
@@ -352,3 +353,8 @@ def content_registered_webhooks(sender, *, registrations: list, batch, block_num
                              "proof": registration.proof}})
     if ids:
         deliveries_dispatch([str(delivery_id) for delivery_id in ids])
+
+
+def access_webhook(actor: Actor | None, webhook_id) -> Webhook:
+    """A webhook of the active organization, or NotFound."""
+    return scoped_object(webhook_list(), webhook_id, what="webhook")

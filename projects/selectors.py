@@ -1,6 +1,8 @@
 """Reads of projects."""
 from django.db.models import QuerySet
 
+from accounts.audit import Actor
+from config.tenancy import scoped_object
 from projects.models import Project
 
 
@@ -11,3 +13,8 @@ def project_list(*, search: str = "") -> QuerySet[Project]:
     if search:
         queryset = queryset.filter(name__icontains=search)
     return queryset
+
+
+def access_project(actor: Actor | None, project_id) -> Project:
+    """The project of the active organization, or NotFound (missing and foreign answer alike)."""
+    return scoped_object(project_list(), project_id, what="project")

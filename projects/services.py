@@ -6,6 +6,7 @@ from django.db import transaction
 from accounts.audit import Actor, audit_record, changed, snapshot
 from accounts.models import Organization
 from config.errors import Conflict
+from projects.error_codes import ProjectsErrors
 from projects.models import Project
 
 EDITABLE = ["name", "description"]
@@ -21,7 +22,7 @@ def _name_taken(*, name: str, exclude: Project | None = None) -> bool:
 @transaction.atomic
 def project_create(*, organization: Organization, name: str, description: str = "", actor: Actor) -> Project:
     if _name_taken(name=name):
-        raise Conflict("A project with this name exists.", code="name_taken", fields={"name": ["taken"]})
+        raise Conflict("A project with this name exists.", code=ProjectsErrors.NAME_TAKEN, fields={"name": ["taken"]})
     project = Project.objects.create(
         organization=organization, name=name, description=description,
         created_by=actor.user if actor.user and actor.user.is_authenticated else None,
@@ -33,7 +34,7 @@ def project_create(*, organization: Organization, name: str, description: str = 
 @transaction.atomic
 def project_update(*, project: Project, actor: Actor, **fields) -> Project:
     if "name" in fields and _name_taken(name=fields["name"], exclude=project):
-        raise Conflict("A project with this name exists.", code="name_taken", fields={"name": ["taken"]})
+        raise Conflict("A project with this name exists.", code=ProjectsErrors.NAME_TAKEN, fields={"name": ["taken"]})
     before = snapshot(project, EDITABLE)
     for name, value in fields.items():
         setattr(project, name, value)

@@ -24,10 +24,11 @@ from accounts import services as account_services
 from accounts.audit import Actor, audit_record, changed, snapshot
 from accounts.models import Membership, Organization, User
 from accounts.roles import Role
-from config.tenancy import dangerously_unscoped, tenant_scope
 from config.errors import Conflict, DomainError, NotFound
-from projects.schemas import SHOT, STYLE_NAMES
+from config.tenancy import dangerously_unscoped, tenant_scope
+from projects.error_codes import ProjectsErrors
 from projects.models import Template, TemplateVersion
+from projects.schemas import SHOT, STYLE_NAMES
 
 # --- settings of a version ---------------------------------------------------------------------
 
@@ -355,7 +356,7 @@ def _name_taken(*, name: str, exclude: Template | None = None) -> bool:
 
 def _refuse_taken_name(name: str, exclude: Template | None = None) -> None:
     if _name_taken(name=name, exclude=exclude):
-        raise Conflict("A template with this name exists.", code="name_taken", fields={"name": ["taken"]})
+        raise Conflict("A template with this name exists.", code=ProjectsErrors.NAME_TAKEN, fields={"name": ["taken"]})
 
 
 def _create(*, organization: Organization, name: str, description: str, settings: dict, is_public: bool,
@@ -494,7 +495,7 @@ def _library_organization() -> Organization:
     if not owned:
         # A studio that took the slug must never become the publisher of every studio's library.
         raise Conflict(f"The organization {LIBRARY_SLUG!r} exists but is not the platform library.",
-                       code="library_slug_taken")
+                       code=ProjectsErrors.LIBRARY_SLUG_TAKEN)
     return organization
 
 

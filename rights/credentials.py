@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 
 from config.errors import DomainError
+from rights.error_codes import RightsErrors
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ SDK_SETTINGS = {
 
 
 class CredentialError(DomainError):
-    code = "credential_failed"
-    status = 500
+    code = RightsErrors.CREDENTIAL_FAILED
 
 
 # --- the deployment's CA -------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def _signing_material() -> tuple[bytes, bytes]:
     if not _ca_present(folder):
         if getattr(settings, "PRODUCTION", False):
             raise CredentialError("No content-credentials CA: run `manage.py setup_ca` on this deployment.",
-                                  code="ca_missing", status=503)
+                                  code=RightsErrors.CA_MISSING)
         ca_ensure()
     return (folder / SIGNER_CERT).read_bytes(), (folder / SIGNER_KEY).read_bytes()
 
@@ -295,13 +295,15 @@ def credential_sign(src: Path, dst: Path, *, mime_type: str, author: str, title:
         summary = credential_read(tmp)
         if not summary or not summary["valid"]:
             raise CredentialError("The signed file does not validate against the deployment's root.",
-                                  code="signing_failed", fields={"errors": (summary or {}).get("validation_errors")})
+                                  code=RightsErrors.SIGNING_FAILED,
+                                  fields={"errors": (summary or {}).get("validation_errors")})
         os.replace(tmp, dst)
     except c2pa.C2paError.NotSupported as exc:
         raise CredentialError(f"Content credentials cannot be embedded in {mime_type}.",
-                              code="unsupported_type", status=415) from exc
+                              code=RightsErrors.UNSUPPORTED_TYPE) from exc
     except c2pa.C2paError as exc:
-        raise CredentialError(f"Signing the content credential failed: {exc}", code="signing_failed") from exc
+        raise CredentialError(f"Signing the content credential failed: {exc}",
+                              code=RightsErrors.SIGNING_FAILED) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

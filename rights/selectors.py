@@ -1,6 +1,8 @@
 """Reads of the rights app."""
 from __future__ import annotations
 
+from accounts.audit import Actor
+from config.tenancy import scoped_object
 from rights.models import Content, RegistrationStatus
 from rights.verification import CERTIFIED, registration_public
 
@@ -59,3 +61,13 @@ def content_rights(*, job=None, content: Content | None = None, request=None) ->
         "hold": hold,
         "hold_state": hold_state(hold),
     }
+
+
+def access_asset(actor: Actor | None, asset_id) -> Content:
+    """A content of the active organization (an upload or a job's output), or NotFound."""
+    return scoped_object(asset_list(), asset_id, what="asset")
+
+
+def asset_list():
+    """The organization's contents, newest first, with their registrations (the tenant scope limits them)."""
+    return Content.objects.select_related("registration", "registration__batch", "created_by").order_by("-created_at")

@@ -21,6 +21,7 @@ from config.media_limits import upload_budget
 from config.tenancy import dangerously_unscoped, tenant_scope
 from rights import verification
 from rights.credentials import credential_read, credential_sign
+from rights.error_codes import RightsErrors
 from rights.fingerprints import fingerprint_search, fingerprints_compute, fingerprints_store
 from rights.models import Content, ContentKind, ContentSource
 from rights.registry import registration_enqueue
@@ -157,7 +158,7 @@ def _refuse_too_small(path: Path, kind: str) -> None:
     if min(width, height) < MIN_FRAME_SIDE:
         message = (f"The {kind} is {width}x{height} pixels; the watermark needs at least "
                    f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}.")
-        raise DomainError(message, code="too_small", fields={"file": [message]})
+        raise DomainError(message, code=RightsErrors.TOO_SMALL, fields={"file": [message]})
 
 
 @upload_budget
@@ -195,7 +196,8 @@ def _asset_hold_decide(*, content: Content, actor, note: str, decision: str) -> 
     with tenant_scope(content.organization_id), transaction.atomic():
         content = Content.objects.select_for_update().get(pk=content.pk)
         if hold_state(content.rights_hold) != HELD:
-            raise Conflict("The asset has no infringement hold waiting for a decision.", code="no_rights_hold")
+            raise Conflict("The asset has no infringement hold waiting for a decision.",
+                           code=RightsErrors.NO_RIGHTS_HOLD)
         before = dict(content.rights_hold)
         at, by = ("cleared_at", "cleared_by") if decision == "release" else ("rejected_at", "rejected_by")
         content.rights_hold = {**before, at: timezone.now().isoformat(), by: _operator_name(actor),

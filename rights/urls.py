@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rights import views
+from rights.portal import views
 
 app_name = "rights"
 urlpatterns = [

@@ -12,10 +12,12 @@ from django.conf import settings
 from django.db.models import Q
 
 from config import media, media_limits
+from config.error_codes import KernelErrors
 from config.errors import DomainError, NotFound
 from config.media import sha256_file
 from config.tenancy import dangerously_unscoped
 from rights.credentials import credential_read
+from rights.error_codes import RightsErrors
 from rights.fingerprints import fingerprint_search, fingerprints_compute
 from rights.models import Content, RegistrationStatus
 from rights.registry import proof_verify_onchain
@@ -48,11 +50,11 @@ def check_upload(path: Path) -> str:
     Every upload path calls it: verification, asset uploads (API and portal) and `manage.py protect`."""
     size = path.stat().st_size
     if size == 0:
-        raise VerifyRefused("The file is empty.", code="empty_file")
+        raise VerifyRefused("The file is empty.", code=RightsErrors.EMPTY_FILE)
     with open(path, "rb") as handle:
         mime = sniff(handle.read(16))
     if mime is None:
-        raise VerifyRefused("Only PNG, JPEG and MP4 files can be verified.", code="unsupported_type", status=415)
+        raise VerifyRefused("Only PNG, JPEG and MP4 files can be verified.", code=RightsErrors.UNSUPPORTED_TYPE)
     if mime in (PNG, JPEG):
         from PIL import Image
 
@@ -60,16 +62,16 @@ def check_upload(path: Path) -> str:
             with Image.open(path) as image:  # reads the header only
                 width, height = image.size
         except Image.DecompressionBombError:
-            raise VerifyRefused("The image is too large.", code="image_too_large", status=413) from None
+            raise VerifyRefused("The image is too large.", code=RightsErrors.IMAGE_TOO_LARGE) from None
         except Exception:
-            raise VerifyRefused("The image cannot be read.", code="unreadable_file") from None
+            raise VerifyRefused("The image cannot be read.", code=KernelErrors.UNREADABLE_FILE) from None
         if width * height > settings.MEDIA_MAX_IMAGE_PIXELS:
-            raise VerifyRefused(f"The image is too large ({width}x{height}).", code="image_too_large", status=413)
+            raise VerifyRefused(f"The image is too large ({width}x{height}).", code=RightsErrors.IMAGE_TOO_LARGE)
         try:
             with Image.open(path) as image:  # in this process, so only once the size is known to be bounded
                 image.load()
         except Exception:
-            raise VerifyRefused("The image is truncated or damaged.", code="unreadable_file") from None
+            raise VerifyRefused("The image is truncated or damaged.", code=KernelErrors.UNREADABLE_FILE) from None
     else:
         media_limits.media_check_video(path)
         # The decoder's view of the stream (ffmpeg decodes its first frames here), bounded in memory and
@@ -80,9 +82,9 @@ def check_upload(path: Path) -> str:
         except DomainError:
             raise
         except Exception:
-            raise VerifyRefused("The video cannot be read.", code="unreadable_file") from None
+            raise VerifyRefused("The video cannot be read.", code=KernelErrors.UNREADABLE_FILE) from None
         if not meta.get("width") or not meta.get("duration_s"):
-            raise VerifyRefused("The video is truncated or has no picture.", code="unreadable_file")
+            raise VerifyRefused("The video is truncated or has no picture.", code=KernelErrors.UNREADABLE_FILE)
         media_limits.media_check_frame(meta["width"], meta["height"], limit=settings.MEDIA_MAX_PIXELS)
     return mime
 

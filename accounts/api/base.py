@@ -12,12 +12,12 @@ from rest_framework import exceptions, generics
 from rest_framework.views import APIView
 
 from accounts.audit import Actor, client_ip
+from accounts.error_codes import AccountsErrors
 from accounts.middleware import SESSION_ORGANIZATION_KEY
 from accounts.models import ApiKey
 from accounts.roles import scopes_for_role
 from accounts.selectors import membership_of, memberships_of_user
 from config.tenancy import tenant_scope
-
 
 
 def organization_for_user(request):
@@ -41,6 +41,15 @@ class OrganizationAPIView(generics.GenericAPIView):
     """Every tenant endpoint derives from this. Subclasses declare `required_scopes`."""
 
     required_scopes: dict[str, str | None] = {}
+    # A detail view names its thing's access helper (`access = staticmethod(selectors.access_member)`) and
+    # the URL's id (`lookup_url_kwarg`): get_object() is then the object of this organization, or the same
+    # 404 for a missing id and another organization's, as in the portal.
+    access = None
+
+    def get_object(self):
+        if self.access is None:
+            return super().get_object()
+        return self.access(self.request.actor, self.kwargs[self.lookup_url_kwarg])
 
     def dispatch(self, request, *args, **kwargs):
         with ExitStack() as scope_stack:
@@ -60,7 +69,8 @@ class OrganizationAPIView(generics.GenericAPIView):
         else:
             return
         if organization.is_suspended:
-            raise exceptions.PermissionDenied("This organization is suspended.", code="organization_suspended")
+            raise exceptions.PermissionDenied("This organization is suspended.",
+                                              code=AccountsErrors.ORGANIZATION_SUSPENDED)
         request.organization, request.scopes = organization, scopes
         request.actor = Actor(
             user=user if user.is_authenticated else None,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from rest_framework import exceptions, permissions
 
+from accounts.error_codes import AccountsErrors
+
 PUBLIC = None  # a method declared with this scope needs no authentication
 
 
@@ -28,5 +30,5 @@ class HasScope(permissions.BasePermission):
         if not getattr(request, "organization", None):
             raise exceptions.NotAuthenticated("Send an API key (Authorization: Bearer ...) or sign in.")
         if scope not in request.scopes:
-            raise exceptions.PermissionDenied(f"This needs the {scope} scope.", code="missing_scope")
+            raise exceptions.PermissionDenied(f"This needs the {scope} scope.", code=AccountsErrors.MISSING_SCOPE)
         return True

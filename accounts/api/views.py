@@ -12,6 +12,7 @@ from accounts.api import serializers as s
 from accounts.api.base import OrganizationAPIView, PublicAPIView
 from accounts.api.permissions import PUBLIC
 from accounts.audit import client_ip
+from accounts.error_codes import AccountsErrors
 
 
 class OrganizationView(OrganizationAPIView):
@@ -46,9 +47,11 @@ class MemberListView(mixins.ListModelMixin, OrganizationAPIView):
 class MemberDetailView(OrganizationAPIView):
     required_scopes = {"GET": "members:read", "PATCH": "members:manage", "DELETE": "members:manage"}
     # 400: the role is beyond the caller's scopes (scope_not_held); 409: the last owner stays.
-    error_statuses = {"PATCH": (400, 409), "DELETE": (400, 409)}
+    error_codes = {method: (AccountsErrors.SCOPE_NOT_HELD, AccountsErrors.OWNER_REQUIRED, AccountsErrors.LAST_OWNER)
+                   for method in ("PATCH", "DELETE")}
     serializer_class = s.MemberOut
     lookup_url_kwarg = "member_id"
+    access = staticmethod(selectors.access_member)
 
     def get_queryset(self):
         return selectors.member_list()
@@ -73,7 +76,8 @@ class MemberDetailView(OrganizationAPIView):
 
 class InvitationListView(mixins.ListModelMixin, OrganizationAPIView):
     required_scopes = {"GET": "members:read", "POST": "members:manage"}
-    error_statuses = {"POST": (409,)}  # already a member, or already invited
+    error_codes = {"POST": (AccountsErrors.SCOPE_NOT_HELD, AccountsErrors.OWNER_REQUIRED, AccountsErrors.ALREADY_MEMBER,
+                            AccountsErrors.ALREADY_INVITED)}
     serializer_class = s.InvitationOut
 
     def get_queryset(self):
@@ -94,9 +98,10 @@ class InvitationListView(mixins.ListModelMixin, OrganizationAPIView):
 
 class InvitationDetailView(OrganizationAPIView):
     required_scopes = {"GET": "members:read", "DELETE": "members:manage"}
-    error_statuses = {"DELETE": (409,)}  # already accepted or revoked
+    error_codes = {"DELETE": (AccountsErrors.INVITATION_ACCEPTED, AccountsErrors.INVITATION_REVOKED)}  # or expired, 409
     serializer_class = s.InvitationOut
     lookup_url_kwarg = "invitation_id"
+    access = staticmethod(selectors.access_invitation)
 
     def get_queryset(self):
         return selectors.invitation_list()
@@ -116,7 +121,9 @@ class InvitationAcceptView(PublicAPIView):
     required_scopes = {"POST": PUBLIC}
     # 401: the invited email has an account (sign in first); 403: signed in as someone else;
     # 404: unknown token; 409: already a member; 410: used or expired.
-    error_statuses = {"POST": (401, 403, 404, 409, 410)}
+    error_codes = {"POST": (AccountsErrors.SIGN_IN_REQUIRED, AccountsErrors.INVITATION_EMAIL_MISMATCH,
+                            AccountsErrors.INVITATION_NOT_FOUND, AccountsErrors.ALREADY_MEMBER,
+                            AccountsErrors.INVITATION_USED, AccountsErrors.INVITATION_EXPIRED)}
     authentication_classes = [SessionAuthentication]
 
     @extend_schema(request=s.InvitationAcceptIn, responses={201: s.MemberOut})
@@ -151,6 +158,7 @@ class ApiKeyDetailView(OrganizationAPIView):
     required_scopes = {"GET": "apikeys:manage", "DELETE": "apikeys:manage"}
     serializer_class = s.ApiKeyOut
     lookup_url_kwarg = "api_key_id"
+    access = staticmethod(selectors.access_api_key)
 
     def get_queryset(self):
         return selectors.api_key_list()

@@ -21,7 +21,6 @@ from django.db import DatabaseError, connection, transaction
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RoutePattern
 from django.utils import timezone
-from rest_framework.views import APIView
 
 from accounts import services
 from accounts.audit import Actor
@@ -112,7 +111,7 @@ def finished_job(tenant, project, label: str):
     from django.core.files.base import ContentFile
 
     from generation.models import Artifact, Job, JobStatus, Stage, StepStatus
-    from generation.pipeline import steps_create
+    from generation.pipeline.steps import steps_create
 
     job = Job.objects.create(organization=tenant.organization, project=project, topic=f"{label} secret topic",
                              options={"duration_s": 10, "aspect_ratio": "16:9", "resolution": "480p", "shots": 1,

@@ -146,7 +146,7 @@ def test_compose_writable_volumes_and_settings_folders_belong_to_the_platform_us
 
 
 def test_worker_stop_grace_covers_the_step_grace_and_its_hand_back():
-    from generation.worker import RELEASE_EXIT_AFTER_S
+    from generation.queue.worker import RELEASE_EXIT_AFTER_S
 
     services = yaml.safe_load(compose_config("--profile", "gpu").stdout)["services"]
     for name in ("worker-cpu", "worker-gpu"):
@@ -237,7 +237,7 @@ def test_web_probes_drain_and_worker_placement(k8s_resources):
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert by_name[("Deployment", "scheduler")]["spec"]["replicas"] == 1
-    from generation.worker import RELEASE_EXIT_AFTER_S
+    from generation.queue.worker import RELEASE_EXIT_AFTER_S
 
     config = by_name[("ConfigMap", "platform-config")]["data"]
     for name, spec in pod_specs(k8s_resources):

@@ -121,7 +121,7 @@ def test_other_problems_keep_their_codes():
 
 def test_form_data_and_python_callers_keep_drf_reading():
     """A form or multipart body (a QueryDict) is text by nature, and the portal hands serializers
-    the strings it was typed (generation.views_new.JobNewForm.payload): neither is a JSONBody."""
+    the strings it was typed (generation.portal.new_job.JobNewForm.payload): neither is a JSONBody."""
     form = QueryDict("count=5&flag=true&text=123&ratio=0.5")
     for data in (form, {"count": "5", "flag": "true", "text": 123, "ratio": "0.5"}):
         serializer = Everything(data=data)

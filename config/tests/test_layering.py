@@ -33,14 +33,14 @@ UNSCOPED_BY_DESIGN = {
     # Operators: the admin site, and the metrics' totals over every organization.
     ("config.admin", "PlatformAdminSite.admin_view.unscoped_view"), ("config.metrics", "DatabaseCollector.collect"),
     # System work of the workers and sweeps, on ids of every organization (each step then runs in its own scope).
-    ("generation.dispatch", "_send_steps"), ("generation.pipeline", "_job_completed"),
-    ("generation.pipeline", "jobs_advance_stalled"), ("generation.pipeline", "step_claim_next"),
-    ("generation.pipeline", "step_release"), ("generation.pipeline", "step_renew_lease"),
-    ("generation.pipeline", "steps_requeue_expired"), ("generation.pipeline", "steps_resume"),
+    ("generation.queue.dispatch", "_send_steps"), ("generation.pipeline.steps", "_job_completed"),
+    ("generation.pipeline.steps", "jobs_advance_stalled"), ("generation.pipeline.steps", "step_claim_next"),
+    ("generation.pipeline.steps", "step_release"), ("generation.pipeline.steps", "step_renew_lease"),
+    ("generation.pipeline.steps", "steps_requeue_expired"), ("generation.pipeline.steps", "steps_resume"),
     ("generation.retention", "_artifact_delete"), ("generation.retention", "_expired_page"),
     ("generation.webhooks", "webhook_deliver"), ("generation.webhooks", "webhook_due_deliveries"),
-    ("rights.registry", "registration_anchor_batch"), ("rights.registry", "registration_batches_send"),
-    ("rights.registry", "registration_revoke"), ("rights.registry", "registrations_confirm"),
+    ("rights.registry.services", "registration_anchor_batch"), ("rights.registry.services", "registration_batches_send"),
+    ("rights.registry.services", "registration_revoke"), ("rights.registry.services", "registrations_confirm"),
     ("rights.fingerprints", "fingerprint_buckets_rebuild"),
     # The public template library, shared by every organization.
     ("projects.templates", "UnscopedQuery.__getitem__"), ("projects.templates", "UnscopedQuery.count"),
@@ -192,7 +192,7 @@ def test_the_graph_is_read_from_the_source():
     modules = project_modules()
     assert {module.split(".")[0] for module in modules} == set(LAYERS)
     edges = import_graph()
-    assert any(edge.source == "generation.worker" and edge.target == "generation.pipeline" for edge in edges)
+    assert any(edge.source == "generation.queue.worker" and edge.target == "generation.pipeline.steps" for edge in edges)
     assert any(edge.in_function for edge in edges)
 
 

@@ -11,11 +11,11 @@ import pytest
 from django.test import Client
 
 from accounts.audit import Actor
-from config.tenancy import dangerously_unscoped, tenant_scope
 from config.logging import JsonFormatter
+from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import services
 from generation.models import Step
-from generation.worker import run_until_idle
+from generation.queue.worker import run_until_idle
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.audit import Actor
-from config.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tests.test_websocket import session_cookie
+from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import services
 from generation.models import Job, Step
+from generation.queue.worker import run_until_idle
 from generation.tests.live import free_port
-from generation.worker import run_until_idle
 from rights.models import Registration
 
 CONTRACT = ["platform_http_requests", "platform_http_request_duration_seconds", "platform_jobs",

@@ -17,16 +17,8 @@ from config.outbound import (
     outbound_target,
     outbound_url_check,
 )
-from config.tests.loopback import Listener
 
 PUBLIC_IP = "93.184.216.34"
-
-
-@pytest.fixture
-def listener():
-    running = Listener()
-    yield running
-    running.close()
 
 
 @pytest.fixture

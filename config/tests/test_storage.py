@@ -20,10 +20,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.audit import Actor
-from config.tenancy import dangerously_unscoped, tenant_scope
-from config.storage import default_storage_config
-from config.tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server_start
 from config.media import ffmpeg_exe
+from config.storage import default_storage_config
+from config.tenancy import dangerously_unscoped, tenant_scope
+from config.tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server_start
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -174,7 +174,7 @@ def test_download_links_need_access_and_expire(store, tenant_a, tmp_path, settin
 
 def _awaiting_approval_job(tenant, run_commits):
     from generation import services
-    from generation.worker import run_until_idle
+    from generation.queue.worker import run_until_idle
     from projects.templates import template_create
 
     options = {"duration_s": 5, "resolution": "480p", "shots": 2}
@@ -201,8 +201,8 @@ def test_cleanup_deletes_old_frames_and_clips_keeps_final_outputs_and_a_retry_re
         store, tenant_a, tenant_b, run_commits, settings):
     from generation import services
     from generation.models import Artifact, Job, Step
+    from generation.queue.worker import run_until_idle, sweep
     from generation.retention import artifacts_cleanup
-    from generation.worker import run_until_idle, sweep
 
     job = _awaiting_approval_job(tenant_a, run_commits)
     steps = _steps(tenant_a, job)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from importlib import import_module
 
 PROVIDERS: dict[tuple[str, str], str] = {
-    ("text", "offline"): "generation.providers.offline.OfflineText",
-    ("image", "offline"): "generation.providers.offline.OfflineImage",
-    ("video", "offline"): "generation.providers.offline.OfflineVideo",
-    ("voice", "offline"): "generation.providers.offline.OfflineVoice",
-    ("text", "openai"): "generation.providers.openai_provider.OpenAIText",
-    ("image", "diffusers"): "generation.providers.diffusers_provider.DiffusersImage",
-    ("video", "diffusers"): "generation.providers.diffusers_provider.DiffusersVideo",
+    ("text", "offline"): "generation.providers.offline.text.OfflineText",
+    ("image", "offline"): "generation.providers.offline.image.OfflineImage",
+    ("video", "offline"): "generation.providers.offline.video.OfflineVideo",
+    ("voice", "offline"): "generation.providers.offline.voice.OfflineVoice",
+    ("text", "openai"): "generation.providers.openai.text.OpenAIText",
+    ("image", "diffusers"): "generation.providers.diffusers.media.DiffusersImage",
+    ("video", "diffusers"): "generation.providers.diffusers.media.DiffusersVideo",
 }
 
 # Queues of the providers, known without importing them (the web tier routes steps with this).

@@ -12,6 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
+from config.error_codes import ErrorCode
+from generation.error_codes import GenerationErrors
+
 
 class ProviderError(Exception):
     """The provider failed (network, quota, out of memory, bad output); another try may succeed.
@@ -20,9 +23,9 @@ class ProviderError(Exception):
     when it answered one. The message is ours: an endpoint's answer body never goes into it, since the
     endpoint is a URL a tenant chose and its answer could be anything (an internal page, a secret)."""
 
-    code = "provider_error"
+    code = GenerationErrors.PROVIDER_ERROR
 
-    def __init__(self, message: str = "", *, code: str | None = None, upstream_status: int | None = None):
+    def __init__(self, message: str = "", *, code: ErrorCode | None = None, upstream_status: int | None = None):
         super().__init__(message)
         if code:
             self.code = code
@@ -32,7 +35,7 @@ class ProviderError(Exception):
 class ProviderRefused(ProviderError):
     """The input is unacceptable (for example a moderation refusal); do not retry."""
 
-    code = "provider_refused"
+    code = GenerationErrors.PROVIDER_REFUSED
 
 
 @dataclass

@@ -53,7 +53,7 @@ def platform_env(**overrides) -> dict:
 
 def worker_command(engine: str, queues: str = ALL_QUEUES, name: str = "worker") -> list[str]:
     if engine == "dramatiq":
-        return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
+        return [sys.executable, "-m", "dramatiq", "generation.queue.dramatiq_actors", "--queues",
                 *(dramatiq_queue(queue) for queue in queues.split(",")),
                 "--processes", "1", "--threads", "1"]
     # A node name of its own: on RabbitMQ two workers named celery@host clash over their control queue

@@ -31,9 +31,9 @@ except ImportError as missing:
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from generation.providers import diffusers_provider as dp  # noqa: E402
 from generation.providers.base import ProviderError, StageContext  # noqa: E402
-from generation.providers.diffusers_provider import DiffusersImage, DiffusersVideo  # noqa: E402
+from generation.providers.diffusers import media as dp  # noqa: E402
+from generation.providers.diffusers.media import DiffusersImage, DiffusersVideo  # noqa: E402
 
 STYLE = {"name": "nature", "visual_description": "golden hour, soft film grain"}
 SHOT = {"number": 1, "description": "a red fox in snow", "shot_type": "wide", "camera_movement": "pan_left",
@@ -226,7 +226,7 @@ def test_module_imports_without_torch_and_fails_cleanly():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['diffusers'] = None\n"
             "from pathlib import Path\n"
             "from generation.providers.base import ProviderError, StageContext\n"
-            "from generation.providers.diffusers_provider import DiffusersImage\n"
+            "from generation.providers.diffusers.media import DiffusersImage\n"
             "ctx = StageContext(1, 'j', {}, {}, Path('.'), settings={'image_model_path': '/m'})\n"
             "try:\n    DiffusersImage().frame(shot={}, style={}, out=Path('x.png'), ctx=ctx)\n"
             "except ProviderError as exc:\n    print('ProviderError:', exc)\n")

@@ -4,11 +4,11 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from accounts.audit import Actor
-from config.tenancy import tenant_scope
 from accounts.tests.test_websocket import session_cookie
 from config.asgi import application
+from config.tenancy import tenant_scope
 from generation import services
-from generation.worker import run_until_idle
+from generation.queue.worker import run_until_idle
 
 
 @pytest.fixture

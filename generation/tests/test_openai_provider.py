@@ -7,11 +7,18 @@ from decimal import Decimal
 
 import pytest
 
-from generation.providers import openai_provider
 from generation.providers.base import ProviderError, ProviderRefused, StageContext
-from generation.providers.openai_provider import OpenAIText, estimate_cost, moderate, retry_after_seconds
-from generation.tests.openai_stub import (CHAT_PATH, MODERATION_PATH, OpenAIStub, chat_reply, error_reply,
-                                          moderation_reply, slow_reply)
+from generation.providers.openai import text as openai_provider
+from generation.providers.openai.text import OpenAIText, estimate_cost, moderate, retry_after_seconds
+from generation.tests.openai_stub import (
+    CHAT_PATH,
+    MODERATION_PATH,
+    OpenAIStub,
+    chat_reply,
+    error_reply,
+    moderation_reply,
+    slow_reply,
+)
 
 STYLE_OK = {"name": "documentary", "tags": ["calm", "natural"], "visual_description": "Soft daylight, handheld",
             "mood": "curious", "palette": ["#112233", "#445566", "#778899"]}

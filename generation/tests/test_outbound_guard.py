@@ -9,10 +9,9 @@ import pytest
 
 from config.tenancy import tenant_scope
 from config.tests.fake_dns import fake_dns
-from config.tests.loopback import Listener
 from generation.models import GenerationPolicy, Job, ProviderCredential
 from generation.providers.base import ProviderError, StageContext
-from generation.providers.openai_provider import OpenAIText, moderate
+from generation.providers.openai.text import OpenAIText, moderate
 from generation.tests.openai_stub import OpenAIStub, Reply, chat_reply, error_reply
 from generation.tests.test_pipeline import drain, start
 
@@ -28,13 +27,6 @@ STYLE_OK = {"name": "documentary", "tags": ["calm"], "visual_description": "Soft
 def _no_proxy(monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def listener():
-    running = Listener()
-    yield running
-    running.close()
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@ by digest when one shot is edited or regenerated, fallback, cancel, retry, appro
 import itertools
 from decimal import Decimal
 
-import pytest
-
 from accounts.audit import Actor
 from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import services
 from generation.models import Artifact, GenerationPolicy, Job, JobEvent, ProviderCredential, Step
-from generation.worker import run_until_idle
+from generation.queue.worker import run_until_idle
 
 SMALL = {"duration_s": 8, "resolution": "480p", "shots": 3}
 
@@ -110,7 +108,7 @@ def test_failing_provider_falls_back_to_the_next_and_records_which_produced_it(t
 def test_cancel_stops_queued_steps_and_retry_resumes_at_the_unfinished_ones(tenant_a, run_commits):
     job = start(tenant_a, run_commits)
     # Run the first three steps, then cancel.
-    from generation.worker import execute_next
+    from generation.queue.worker import execute_next
 
     for _ in range(3):
         run_commits(lambda: execute_next("cpu"))
@@ -203,7 +201,7 @@ def test_voiced_job_completes_where_no_speech_engine_is_installed(tenant_a, run_
 def test_a_job_whose_advance_was_lost_is_advanced_again_by_the_sweep(tenant_a, tenant_b, run_commits, settings):
     """A step's success commits before its job advances (a commit callback): a database crash in
     between left the next steps blocked for good. The sweep advances such a job, and only such a job."""
-    from generation.pipeline import jobs_advance_stalled
+    from generation.pipeline.steps import jobs_advance_stalled
 
     settings.STEP_REDISPATCH_S = 0
     job = start(tenant_a, run_commits)

@@ -1,4 +1,4 @@
-"""The portal's jobs list, new job form and its estimate (generation/views_new.py): filters, the
+"""The portal's jobs list, new job form and its estimate (generation/portal/new_job.py): filters, the
 same validation and refusals as POST /api/v1/jobs, templates, the budget shown before submitting,
 roles, tenancy, and a list whose query count does not grow with the number of jobs."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The portal's job page (generation/views.py): render, live fragments, actions by role, files with
+"""The portal's job page (generation/portal/jobs.py): render, live fragments, actions by role, files with
 ranges, tenancy, and a query count that does not grow with the number of shots and steps."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from config.tenancy import tenant_scope
 from generation.events import job_event
 from generation.models import Artifact, Job, JobStatus, Stage, Step, StepStatus
-from generation.pipeline import steps_create
+from generation.pipeline.steps import steps_create
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8

@@ -1,7 +1,7 @@
-"""One declaration per stage (generation/stage_specs.py): complete, consistent, and what the pipeline reads."""
-from generation import pipeline
+"""One declaration per stage (generation/pipeline/specs.py): complete, consistent, and what the pipeline reads."""
 from generation.models import JobStatus, Stage, Step
-from generation.stage_specs import EVERY_SHOT, ONE, SAME_SHOT, SPEC, STAGE_SPECS
+from generation.pipeline import steps as pipeline
+from generation.pipeline.specs import EVERY_SHOT, ONE, SAME_SHOT, SPEC, STAGE_SPECS
 
 
 def test_every_stage_is_declared_once_in_pipeline_order():

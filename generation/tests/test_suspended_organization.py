@@ -2,21 +2,21 @@
 reinstated (its wake-ups are sent again on that commit); its members' job websockets close."""
 import pytest
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from celery.signals import task_postrun, task_prerun
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from accounts import services as account_services
 from accounts.audit import Actor
 from accounts.models import Membership
-from config.tenancy import dangerously_unscoped, tenant_scope
 from accounts.tests.test_websocket import closed_with, session_cookie
 from config.asgi import application
 from config.celery import app as celery_app
-from generation import tasks
+from config.tenancy import dangerously_unscoped, tenant_scope
 from generation.models import Job, Step
+from generation.queue import tasks
+from generation.queue.worker import execute_next, run_until_idle
 from generation.tests.test_pipeline import SMALL, drain, reload, start
-from generation.worker import execute_next, run_until_idle
 
 
 def suspend(tenant, run_commits, suspended=True):
@@ -60,6 +60,16 @@ def test_reinstating_wakes_the_waiting_steps_and_the_job_completes(tenant_a, run
     assert job.status == "completed", job.error
 
 
+def _live_job(tenant, project):
+    from generation import services
+
+    with tenant_scope(tenant.organization):
+        job, _ = services.job_create(organization=tenant.organization, actor=Actor(user=tenant.owner),
+                                     project_id=project.pk, topic="Paper boats on a rainy canal",
+                                     options=dict(SMALL))
+    return job
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("ending", ["remove", "suspend"])
 def test_a_job_websocket_closes_when_its_session_ends(tenant_a, settings, ending):
@@ -67,12 +77,8 @@ def test_a_job_websocket_closes_when_its_session_ends(tenant_a, settings, ending
     member = tenant_a.member("viewer")
     cookie = session_cookie(member)
     project = tenant_a.project("Live")
-    from generation import services
 
-    with tenant_scope(tenant_a.organization):
-        job, _ = services.job_create(organization=tenant_a.organization, actor=Actor(user=tenant_a.owner),
-                                     project_id=project.pk, topic="Paper boats on a rainy canal",
-                                     options=dict(SMALL))
+    job = _live_job(tenant_a, project)
 
     def end():
         if ending == "remove":
@@ -104,12 +110,8 @@ def test_a_job_websocket_notices_a_suspension_no_message_announced(tenant_a, set
     cookie = session_cookie(tenant_a.member("viewer"))
     project = tenant_a.project("Live")
     from accounts.models import Organization
-    from generation import services
 
-    with tenant_scope(tenant_a.organization):
-        job, _ = services.job_create(organization=tenant_a.organization, actor=Actor(user=tenant_a.owner),
-                                     project_id=project.pk, topic="Paper boats on a rainy canal",
-                                     options=dict(SMALL))
+    job = _live_job(tenant_a, project)
 
     def suspend_quietly():
         Organization.objects.filter(pk=tenant_a.organization.pk).update(is_suspended=True)

@@ -1,4 +1,4 @@
-"""The portal's project pages (projects/views.py): the list with job counts and its create form, a
+"""The portal's project pages (projects/portal/projects.py): the list with job counts and its create form, a
 project with its jobs and assets, edit and delete; by role, by tenant, and with query counts that do
 not grow with the number of projects, jobs and assets."""
 from __future__ import annotations

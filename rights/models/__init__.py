@@ -1,7 +1,14 @@
 """Rights records: protected contents, their fingerprints, and their on-chain registrations."""
 from rights.models.content import Content, ContentKind, ContentSource
 from rights.models.fingerprints import Fingerprint
-from rights.models.registry import ChainState, Registration, RegistrationBatch, RegistrationStatus
+from rights.models.registry import (
+                                    BatchKind,
+                                    BatchStatus,
+                                    ChainState,
+                                    Registration,
+                                    RegistrationBatch,
+                                    RegistrationStatus,
+)
 
-__all__ = ["Content", "ContentKind", "ContentSource", "Fingerprint", "ChainState", "Registration",
-           "RegistrationBatch", "RegistrationStatus"]
+__all__ = ["Content", "ContentKind", "ContentSource", "Fingerprint", "BatchKind", "BatchStatus", "ChainState",
+           "Registration", "RegistrationBatch", "RegistrationStatus"]

@@ -3,7 +3,7 @@ import io
 import subprocess
 
 from config.media import ffmpeg_exe
-from generation.worker import registrations_anchor
+from generation.queue.worker import registrations_anchor
 
 
 def test_upload_protects_and_registers_an_image(tenant_a, tenant_b, tmp_path):

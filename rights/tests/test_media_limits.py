@@ -15,8 +15,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from config.media import ffmpeg_exe
 from config import media_limits
+from config.media import ffmpeg_exe
 from rights.verification import check_upload
 
 URL = "/api/v1/verify"
@@ -235,7 +235,7 @@ def slow_mp4(media_dir) -> Path:
 
 
 def test_a_verification_past_its_time_budget_answers_503_quickly(db, slow_mp4, settings):
-    settings.VERIFY_DECODE_TIMEOUT_S = 1.0
+    settings.VERIFY_DECODE_TIMEOUT_S = 0.3  # the full decode takes longer on any machine we run on
     started = time.monotonic()
     response = _verify(slow_mp4)
     elapsed = time.monotonic() - started

@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.template.loader import render_to_string
+from django.test.utils import CaptureQueriesContext
 
-from config.tenancy import tenant_scope
 from config.media import ffmpeg_exe
-from generation.worker import registrations_anchor
+from config.tenancy import tenant_scope
+from generation.queue.worker import registrations_anchor
 from rights.models import Content, Registration
 from rights.tests.test_verify_api import png_claiming
 
@@ -194,18 +194,6 @@ def test_asset_list_query_count_is_fixed(client, tenant_a):
 
 
 # --- public verification ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def registered(tenant_a):
-    project = tenant_a.project("Confidential pitch")
-    with tenant_scope(tenant_a.organization):
-        content = Content.objects.create(organization=tenant_a.organization, content_id="ABCD2345", kind="image",
-                                         source="upload", title=f"{project.name} secret", sha256="a" * 64)
-        # Public answers name only confirmed registrations (rights.verification.public_contents).
-        Registration.objects.create(organization=tenant_a.organization, content=content, leaf="0x" + "1" * 64,
-                                    status="confirmed")
-        return content
 
 
 def test_verify_page_renders_for_anyone(client, db):

@@ -309,7 +309,7 @@ def test_fee_bump_raises_every_fee_by_at_least_12_5_percent(settings, fees, mark
 def test_a_replacement_is_the_same_call_and_nonce_with_higher_fees(embedded_chain, settings):
     raw, tx_hash = chain.transaction_sign(function="anchor", args=[Web3.keccak(text="root"), 1], nonce=7)
     replacement, replacement_hash = chain.transaction_replace(raw)
-    original, replaced = chain._transaction_decode(raw), chain._transaction_decode(replacement)
+    original, replaced = chain.transaction_decode(raw), chain.transaction_decode(replacement)
     assert replacement_hash != tx_hash
     for name in ("maxFeePerGas", "maxPriorityFeePerGas"):
         assert replaced.pop(name) * 1000 >= original.pop(name) * 1125

@@ -165,8 +165,8 @@ def test_outage_before_confirming_then_node_restarts(anvil, tenant_a, tenant_b):
     assert_each_registration_confirmed_exactly_once()
 
 
-def test_outage_while_sending_then_resent_with_the_same_nonce(anvil, tenant_a, monkeypatch):
-    make_contents(tenant_a, 6)
+def anchored_while_the_node_dies(anvil, monkeypatch):
+    """registration_anchor_batch(), with the node stopping just before the batch's transaction is sent."""
     real_send = chain.transaction_send
 
     def node_dies_first(raw, **kwargs):
@@ -176,6 +176,12 @@ def test_outage_while_sending_then_resent_with_the_same_nonce(anvil, tenant_a, m
     monkeypatch.setattr(chain, "transaction_send", node_dies_first)
     batch = registration_anchor_batch()
     monkeypatch.setattr(chain, "transaction_send", real_send)
+    return batch
+
+
+def test_outage_while_sending_then_resent_with_the_same_nonce(anvil, tenant_a, monkeypatch):
+    make_contents(tenant_a, 6)
+    batch = anchored_while_the_node_dies(anvil, monkeypatch)
     batch.refresh_from_db()
     assert batch.status == BatchStatus.SIGNED and batch.error.startswith("chain_unavailable")
     make_contents(tenant_a, 3)  # arrive during the outage
@@ -299,15 +305,7 @@ def test_anvil_restarted_without_its_state_is_recovered_and_reanchored_once(anvi
     old_genesis, old_contract = chain_state().genesis_hash, chain.registry_address()
     # One more batch is signed but never sent: the node goes down first...
     make_contents(tenant_b, 2)
-    real_send = chain.transaction_send
-
-    def node_dies_first(raw, **kwargs):
-        anvil.stop()
-        return real_send(raw, **kwargs)
-
-    monkeypatch.setattr(chain, "transaction_send", node_dies_first)
-    signed = registration_anchor_batch()
-    monkeypatch.setattr(chain, "transaction_send", real_send)
+    signed = anchored_while_the_node_dies(anvil, monkeypatch)
     assert RegistrationBatch.objects.get(pk=signed.pk).status == BatchStatus.SIGNED
     # ...and comes back as a new chain with the same id: the contract and every anchor are gone.
     anvil.restart_without_state()
@@ -447,7 +445,7 @@ def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(anvil, 
         for name in ("maxFeePerGas", "maxPriorityFeePerGas"):
             assert newer["fees"][name] * 1000 >= older["fees"][name] * 1125
     assert pool_hashes(anvil) == {hashes[-1]}  # the node took each replacement
-    assert {chain._transaction_decode(e["raw"])["nonce"] for e in batch.transactions} == {batch.nonce}
+    assert {chain.transaction_decode(e["raw"])["nonce"] for e in batch.transactions} == {batch.nonce}
 
     anvil.rpc("evm_mine")
     assert registrations_confirm() == 5
@@ -521,15 +519,7 @@ def test_the_fee_cap_stops_replacements(anvil, settings, tenant_a):
 def test_a_transaction_refused_for_its_fees_after_an_outage_is_signed_again(anvil, tenant_a, monkeypatch):
     chain.registry_address()
     make_contents(tenant_a, 3)
-    real_send = chain.transaction_send
-
-    def node_dies_first(raw, **kwargs):
-        anvil.stop()
-        return real_send(raw, **kwargs)
-
-    monkeypatch.setattr(chain, "transaction_send", node_dies_first)
-    batch = registration_anchor_batch()
-    monkeypatch.setattr(chain, "transaction_send", real_send)
+    batch = anchored_while_the_node_dies(anvil, monkeypatch)
     anvil.start()
     base = chain.chain_client().eth.get_block("latest")["baseFeePerGas"]
     anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(100 * base)])

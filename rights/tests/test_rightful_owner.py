@@ -18,12 +18,12 @@ from rest_framework.test import APIClient
 
 from accounts.audit import Actor
 from accounts.models import AuditEntry, User
+from config.media import ffmpeg_exe
 from config.tenancy import dangerously_unscoped, tenant_scope
 from conftest import make_tenant
 from generation import services
-from config.media import ffmpeg_exe
 from generation.models import Job
-from generation.worker import registrations_anchor, run_until_idle
+from generation.queue.worker import registrations_anchor, run_until_idle
 from rights.models import Content
 
 TOPIC = "Lanterns drifting over a mountain lake"

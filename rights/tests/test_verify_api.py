@@ -8,22 +8,7 @@ import zlib
 import pytest
 from rest_framework.test import APIClient
 
-from config.tenancy import tenant_scope
-from rights.models import Content, Registration
-
 URL = "/api/v1/verify"
-
-
-@pytest.fixture
-def registered(tenant_a):
-    project = tenant_a.project("Confidential pitch")
-    with tenant_scope(tenant_a.organization):
-        content = Content.objects.create(organization=tenant_a.organization, content_id="ABCD2345", kind="image",
-                                         source="upload", title=f"{project.name} secret", sha256="a" * 64)
-        # Public answers name only confirmed registrations (rights.verification.public_contents).
-        Registration.objects.create(organization=tenant_a.organization, content=content, leaf="0x" + "1" * 64,
-                                    status="confirmed")
-        return content
 
 
 def test_sha256_lookup_names_the_owner_and_nothing_private(registered, tenant_a):

@@ -6,10 +6,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.audit import Actor
+from config.media import ffmpeg_exe
 from config.tenancy import tenant_scope
 from generation import services
-from config.media import ffmpeg_exe
-from generation.worker import registrations_anchor, run_until_idle
+from generation.queue.worker import registrations_anchor, run_until_idle
 
 
 def ffmpeg(*args):

@@ -79,7 +79,7 @@ class StepWorker(threading.Thread):
         self.errors: list[BaseException] = []
 
     def run(self) -> None:
-        from generation import worker
+        from generation.queue import worker
 
         last_sweep = 0.0
         try:

@@ -19,7 +19,7 @@ ALL_QUEUES = ",".join(QUEUES)
 
 def worker_command(queues: str, concurrency: int) -> list[str]:
     if settings.QUEUE_ENGINE == "dramatiq":
-        return [sys.executable, "-m", "dramatiq", "generation.dramatiq_actors", "--queues",
+        return [sys.executable, "-m", "dramatiq", "generation.queue.dramatiq_actors", "--queues",
                 *(dramatiq_queue(queue) for queue in queues.split(",")),
                 "--processes", "1", "--threads", str(concurrency)]
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "threads", "-c",

@@ -1,6 +1,6 @@
 """`manage.py sweep`: the scheduler process of a production deployment (docker/compose.yaml, platform/k8s).
 
-Runs what every worker's Sweeper thread runs (generation.worker.sweep: expired leases back to the
+Runs what every worker's Sweeper thread runs (generation.queue.worker.sweep: expired leases back to the
 queue, lost wake-ups, due webhook deliveries, registration batches) in a loop of its own, so the
 sweeping goes on while no worker is up. Several sweepers are harmless (each round is idempotent).
 On SIGTERM or SIGINT it finishes the round in progress and exits 0.
@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from generation import worker
+from generation.queue import worker
 
 logger = logging.getLogger(__name__)
 

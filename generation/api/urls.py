@@ -1,0 +1,27 @@
+"""The generation API's routes, included under /api/v1/ in the "api" namespace (config/urls.py)."""
+from django.urls import path
+
+from generation.api import jobs, policy, webhooks
+
+urlpatterns = [
+    path("jobs", jobs.JobListView.as_view(), name="job-list"),
+    path("jobs/<uuid:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/retry", jobs.JobRetryView.as_view(), name="job-retry"),
+    path("jobs/<uuid:job_id>/approve", jobs.JobApproveView.as_view(), name="job-approve"),
+    path("jobs/<uuid:job_id>/shots/<int:number>", jobs.ShotView.as_view(), name="job-shot"),
+    path("jobs/<uuid:job_id>/shots/<int:number>/regenerate", jobs.ShotRegenerateView.as_view(),
+         name="job-shot-regenerate"),
+    path("jobs/<uuid:job_id>/shots/<int:number>/frame", jobs.JobFrameView.as_view(), name="job-frame"),
+    path("jobs/<uuid:job_id>/video", jobs.JobVideoView.as_view(), name="job-video"),
+    path("jobs/<uuid:job_id>/thumbnail", jobs.JobThumbnailView.as_view(), name="job-thumbnail"),
+    path("jobs/<uuid:job_id>/events", jobs.JobEventsView.as_view(), name="job-events"),
+    # An organization's webhooks and their deliveries (generation/api/webhooks.py).
+    path("webhooks", webhooks.WebhookListView.as_view(), name="webhook-list"),
+    path("webhooks/<uuid:webhook_id>", webhooks.WebhookDetailView.as_view(), name="webhook-detail"),
+    path("webhooks/<uuid:webhook_id>/deliveries", webhooks.WebhookDeliveryListView.as_view(),
+         name="webhook-deliveries"),
+    # Budgets, content policy, providers and their credentials (generation/api/policy.py).
+    path("generation-policy", policy.GenerationPolicyView.as_view(), name="generation-policy"),
+    path("providers/<str:provider>", policy.ProviderCredentialView.as_view(), name="provider-credential"),
+]

@@ -1,0 +1,37 @@
+"""The generation app's error codes: jobs, budgets, content policy, providers, webhooks."""
+from config.error_codes import ErrorCode
+
+
+class GenerationErrors(ErrorCode):
+    # Jobs.
+    INVALID_HEADER = "invalid_header", 400, "A header is malformed (an Idempotency-Key over 100 characters)."
+    IDEMPOTENCY_MISMATCH = "idempotency_mismatch", 409, "This Idempotency-Key was used for a different request."
+    JOB_FINISHED = "job_finished", 409, "The job already finished."
+    JOB_NOT_RETRYABLE = "job_not_retryable", 409, "Only a failed or cancelled job can be retried."
+    JOB_CANCELLED = "job_cancelled", 409, "The job was cancelled."
+    STORYBOARD_NOT_READY = "storyboard_not_ready", 409, "The storyboard is not ready yet."
+    NOT_AWAITING_APPROVAL = "not_awaiting_approval", 409, "The job is not waiting for approval."
+    RIGHTS_HOLD = "rights_hold", 409, "Held for a possible infringement: an operator must release it."
+    # Budgets and content policy.
+    BUDGET_EXCEEDED = "budget_exceeded", 402, "Over the organization's monthly or the member's daily budget."
+    CONTENT_REFUSED = "content_refused", 422, "The content policy refused the text (a blocked term, or moderation)."
+    MODERATION_UNAVAILABLE = "moderation_unavailable", 503, "The moderation provider could not be reached."
+    # Providers (their codes reach job and step errors).
+    INVALID_PROVIDER_SETTINGS = "invalid_provider_settings", 400, "A provider's settings are invalid."
+    PROVIDER_ERROR = "provider_error", 502, "The provider failed."
+    PROVIDER_REFUSED = "provider_refused", 422, "The provider refused the input; it is not retried."
+    PROVIDER_REDIRECT = "provider_redirect", 502, "The endpoint answered a redirect; redirects are not followed."
+    PROVIDER_HTTP_ERROR = "provider_http_error", 502, "The endpoint answered an error status."
+    PROVIDER_TIMEOUT = "provider_timeout", 504, "The endpoint did not answer in time."
+    PROVIDER_UNREACHABLE = "provider_unreachable", 502, "No connection to the endpoint could be made."
+    PROVIDER_BAD_ANSWER = "provider_bad_answer", 502, "The endpoint's answer could not be read."
+    PROVIDER_INVALID_OUTPUT = "provider_invalid_output", 502, "The provider's output missed the stage's schema twice."
+    PROVIDER_MISCONFIGURED = ("provider_misconfigured", 400,
+                              "The provider is not configured (no key, an unknown setting).")
+    # Steps (step errors).
+    INTERNAL_ERROR = "internal_error", 500, "A step failed on our side."
+    LEASE_EXPIRED = "lease_expired", 500, "The worker running a step stopped responding too often."
+    # Webhooks.
+    WEBHOOK_URL_NOT_ALLOWED = "webhook_url_not_allowed", 400, "The webhook URL is refused by the outbound guard."
+    INVALID_EVENTS = "invalid_events", 400, "Subscribe to at least one known event."
+    WEBHOOK_LIMIT = "webhook_limit", 409, "The organization is at its limit of webhooks."

@@ -1,0 +1,480 @@
+"""The `openai` text provider: style, script and storyboard from any OpenAI-compatible endpoint (OpenAI,
+vLLM, Ollama, DeepSeek) through the official SDK, as validated JSON, with our own retries and cost accounting.
+
+Also `moderate` (the endpoint's moderation classifier) and `estimate_cost` (an up-front figure for budgets).
+
+Settings read from `ctx.settings` (the organization's `openai` credential, secrets decrypted):
+
+    api_key          bearer key; may be empty for a self-hosted server that needs none
+    base_url         e.g. "http://vllm:8000/v1"; default https://api.openai.com/v1. Goes through the outbound
+                     guard (config/outbound.py) when saved and on every connection: a private address needs
+                     OUTBOUND_ALLOW_PRIVATE_URLS or OUTBOUND_ALLOWED_NETWORKS; redirects are not followed
+    model            chat model name; default "gpt-4o-mini"
+    timeout_s        per-request timeout in seconds, 0.1 to 600; default 60
+    max_attempts     requests per call before giving up (429, 5xx, timeouts, connection errors), 1 to 10;
+                     default 4
+    backoff_s        first retry delay, doubled each retry (with up to 25% jitter), 0 to 60; default 1.0
+    max_backoff_s    longest single wait, 0 to 600; a Retry-After above it fails at once (another provider
+                     may serve the step sooner than waiting); default 30
+    response_format  "json_object" (default), "json_schema" (the stage's schema, non-strict) or "none"
+                     (for servers without JSON mode: the prompt alone asks for JSON)
+    temperature      0 to 2, passed through when set
+    max_tokens       1 to 1,000,000, passed through when set
+    seed             a 64-bit signed integer, passed through when set
+    prices           {"input_per_1k": "0.00015", "output_per_1k": "0.0006"} (currency per 1,000 tokens, 0 to
+                     1,000 each)
+    moderation_model default "omni-moderation-latest"
+
+SETTING_BOUNDS holds those bounds: the settings API refuses a value outside them (400 naming the setting)
+and a stored one is clamped into them when read.
+
+Errors carry a stable code (ProviderError.code) and the endpoint's HTTP status, never its answer's body:
+the body is logged here, truncated, and nothing more of it travels.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import re
+import time
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, Callable, ClassVar
+
+import openai
+
+from config.error_codes import KernelErrors
+from config.outbound import OutboundUrlNotAllowed, outbound_http_client, outbound_url_check
+from generation.error_codes import GenerationErrors
+from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
+from projects import schemas
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_BACKOFF_S = 1.0
+DEFAULT_MAX_BACKOFF_S = 30.0
+
+# (minimum, maximum, type) of each numeric setting; see the module's docstring.
+SETTING_BOUNDS: dict[str, tuple[float, float, type]] = {
+    "timeout_s": (0.1, 600, float),
+    "max_attempts": (1, 10, int),
+    "backoff_s": (0, 60, float),
+    "max_backoff_s": (0, 600, float),
+    "temperature": (0, 2, float),
+    "max_tokens": (1, 1_000_000, int),
+    "seed": (-(2 ** 63), 2 ** 63 - 1, int),
+}
+PRICE_MAX = Decimal("1000")
+RESPONSE_FORMATS = ("json_object", "json_schema", "none")
+MAX_LOGGED_BODY = 500
+
+# Stable codes of ProviderError.code (README, "Errors").
+
+# 408 and 409 are what the SDK's own retry treats as transient too; other 4xx are our configuration or
+# request at fault, and repeating them only burns quota.
+RETRYABLE_STATUSES = {408, 409, 429}
+REFUSAL_CODES = {"content_policy_violation", "content_filter"}
+TEXT_STAGES = ("style", "script", "storyboard")
+STAGE_SCHEMAS = {"style": schemas.STYLE, "script": schemas.SCRIPT, "storyboard": schemas.STORYBOARD}
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
+
+
+class OpenAIText:
+    """TextProvider over the chat completions endpoint; each stage is one request, plus at most one more
+    when the reply is not valid JSON for the stage's schema (the validation error is sent back to the model)."""
+
+    name: ClassVar[str] = "openai"
+    queue: ClassVar[str] = "llm"
+
+    def style(self, *, topic: str, catalogue: dict, ctx: StageContext) -> Result:
+        names = _catalogue_names(catalogue)
+        user = (f"Topic: {topic}\n\nChoose the visual style that fits this topic best. Use one of these style "
+                f"names exactly: {', '.join(names or schemas.STYLE_NAMES)}.\n"
+                f"Style catalogue: {json.dumps(catalogue, ensure_ascii=False, default=str)}\n"
+                "Give 3 to 8 palette colours as #rrggbb and a visual description an image model can follow.")
+
+        def check(data: dict) -> str | None:
+            if names and data["name"] not in names:
+                return f"style name '{data['name']}' is not in the catalogue; use one of: {', '.join(names)}"
+            return None
+
+        return self._complete(stage="style", role="art director", user=user, ctx=ctx, check=check)
+
+    def script(self, *, topic: str, style: dict, duration_s: float, shots: int, ctx: StageContext) -> Result:
+        user = (f"Topic: {topic}\nStyle: {json.dumps(style, ensure_ascii=False)}\n\n"
+                f"Write the script of a {duration_s:g}-second video in about {shots} scenes. Scene durations "
+                f"(duration_s, seconds) must add up to {duration_s:g}. Narration is spoken at about 2.5 words "
+                "per second, so keep each scene's narration within its duration.")
+        return self._complete(stage="script", role="screenwriter", user=user, ctx=ctx)
+
+    def storyboard(self, *, script: dict, style: dict, shots: int, duration_s: float, ctx: StageContext) -> Result:
+        user = (f"Script: {json.dumps(script, ensure_ascii=False)}\nStyle: {json.dumps(style, ensure_ascii=False)}\n\n"
+                f"Break the script into exactly {shots} shots numbered 1 to {shots}, whose durations (duration_s, "
+                f"seconds, at least 0.5 each) add up to {duration_s:g}. Each description is the shot's first frame "
+                "as an image model should draw it. camera_movement is one of "
+                f"{', '.join(schemas.CAMERA_MOVEMENTS)}; shot_type is one of {', '.join(schemas.SHOT_TYPES)}.")
+
+        def check(data: dict) -> str | None:
+            if len(data["shots"]) != shots:
+                return f"expected exactly {shots} shots, got {len(data['shots'])}"
+            return None
+
+        result = self._complete(stage="storyboard", role="storyboard artist", user=user, ctx=ctx, check=check)
+        result.value = _normalise_storyboard(result.value, duration_s)
+        return result
+
+    def _complete(self, *, stage: str, role: str, user: str, ctx: StageContext,
+                  check: Callable[[dict], str | None] | None = None) -> Result:
+        settings = ctx.settings
+        schema = STAGE_SCHEMAS[stage]
+        model = settings.get("model") or DEFAULT_MODEL
+        system = (f"You are the {role} of a studio that makes short videos. Reply with a single JSON object and "
+                  "nothing else (no prose, no markdown fences). It must satisfy this JSON Schema:\n"
+                  f"{json.dumps(schema, separators=(',', ':'))}")
+        if (ctx.prompts or {}).get(stage):
+            system += f"\n\nStudio instructions for this step: {ctx.prompts[stage]}"
+        messages: list[dict] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        usage = {"model": model, "prompt_tokens": 0, "completion_tokens": 0, "attempts": 0}
+        request = _request_options(settings, stage, schema)
+
+        try:
+            with _client(settings) as client:
+                for round_ in (1, 2):
+                    try:
+                        response, attempts = call_with_retries(
+                            lambda: client.chat.completions.create(model=model, messages=messages, **request),
+                            settings=settings, ctx=ctx, what=f"openai {stage}")
+                    except ProviderError as exc:
+                        usage["attempts"] += getattr(exc, "attempts", 0)
+                        raise
+                    usage["attempts"] += attempts
+                    if response.usage is not None:
+                        usage["prompt_tokens"] += response.usage.prompt_tokens or 0
+                        usage["completion_tokens"] += response.usage.completion_tokens or 0
+                    text, data, problem = _parse_reply(response, schema, stage, check)
+                    if problem is None:
+                        return Result(value=data, cost=cost_of(usage, settings), usage=usage)
+                    log.info("openai %s: invalid reply (round %d): %s", stage, round_, problem)
+                    messages = [*messages, {"role": "assistant", "content": text[:8000]},
+                                {"role": "user", "content": f"That reply is not valid: {problem}. Reply again "
+                                                            "with only the corrected JSON object."}]
+            raise ProviderError(f"openai {stage}: invalid output twice; last problem: {problem}",
+                                code=GenerationErrors.PROVIDER_INVALID_OUTPUT)
+        except ProviderError as exc:
+            # Failed calls are billed too: the error carries what was spent, for budgets.
+            exc.usage = dict(usage)
+            exc.cost = cost_of(usage, settings)
+            raise
+
+
+def moderate(text: str, ctx: StageContext) -> tuple[bool, str]:
+    """(flagged, reason): reason names the flagged categories, comma-separated, or is "" when not flagged.
+
+    Raises ProviderError when the endpoint cannot be reached or keeps failing (same retries as the stages)."""
+    if not text.strip():
+        return False, ""
+    settings = ctx.settings
+    model = settings.get("moderation_model") or DEFAULT_MODERATION_MODEL
+    with _client(settings) as client:
+        response, _ = call_with_retries(lambda: client.moderations.create(input=text, model=model),
+                                        settings=settings, ctx=ctx, what="openai moderation")
+    flagged = any(result.flagged for result in response.results)
+    if not flagged:
+        return False, ""
+    categories = sorted({name for result in response.results if result.flagged
+                         for name, hit in _as_dict(result.categories).items() if hit is True})
+    return True, ", ".join(categories) or "flagged"
+
+
+def call_with_retries(call: Callable[[], Any], *, settings: dict, ctx: StageContext | None,
+                      what: str) -> tuple[Any, int]:
+    """Run one SDK request, retrying 408/409/429/5xx, timeouts and connection errors; (response, attempts).
+
+    Waits backoff_s * 2**n (plus up to 25% jitter), or the server's Retry-After when it sends one.
+    Raises ProviderRefused for a content-policy refusal, ProviderError otherwise (with .attempts set).
+    A refusal of the outbound guard and a redirect are not retried: the next try would meet the same."""
+    max_attempts = setting_number(settings, "max_attempts", DEFAULT_MAX_ATTEMPTS)
+    backoff_s = setting_number(settings, "backoff_s", DEFAULT_BACKOFF_S)
+    max_backoff_s = setting_number(settings, "max_backoff_s", DEFAULT_MAX_BACKOFF_S)
+    attempt = 0
+    while True:
+        attempt += 1
+        retry_after = None
+        status = None
+        try:
+            return call(), attempt
+        except OutboundUrlNotAllowed as exc:  # raised by the vetting transport, at connect time
+            raise _attempted(ProviderError(f"{what}: {exc.message}",
+                                           code=KernelErrors.URL_NOT_ALLOWED), attempt) from None
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            _log_answer(what, exc)
+            if exc.code in REFUSAL_CODES:
+                raise _attempted(ProviderRefused(f"{what}: refused by the endpoint (content policy, HTTP {status})",
+                                                 upstream_status=status), attempt) from None
+            if 300 <= status < 400:
+                raise _attempted(ProviderError(f"{what}: HTTP {status}: the endpoint answered a redirect, which "
+                                               "is not followed; set base_url to the final address",
+                                               code=GenerationErrors.PROVIDER_REDIRECT, upstream_status=status),
+                             attempt) from None
+            if status not in RETRYABLE_STATUSES and status < 500:
+                raise _attempted(ProviderError(f"{what}: HTTP {status}: the endpoint refused the request",
+                                               code=GenerationErrors.PROVIDER_HTTP_ERROR, upstream_status=status),
+                             attempt) from None
+            retry_after = retry_after_seconds(exc.response.headers)
+            failure: Exception | None = None  # not chained: the SDK's error carries the answer's body
+            reason, code = f"HTTP {status}", GenerationErrors.PROVIDER_HTTP_ERROR
+        except openai.APITimeoutError as exc:  # before APIConnectionError, its parent
+            failure, reason, code = exc, "timed out", GenerationErrors.PROVIDER_TIMEOUT
+        except openai.APIConnectionError as exc:
+            # Only the cause's type (ConnectError, ...): its text may quote what the server sent (a broken
+            # status line) or name internal addresses.
+            cause = exc.__cause__ or exc
+            reason = f"connection failed ({type(cause).__name__})"
+            failure, code = exc, GenerationErrors.PROVIDER_UNREACHABLE
+        except openai.OpenAIError as exc:  # e.g. a reply the SDK cannot decode
+            log.warning("%s: unreadable answer: %s", what, str(exc)[:MAX_LOGGED_BODY])
+            raise _attempted(ProviderError(f"{what}: the endpoint's answer could not be read",
+                                           code=GenerationErrors.PROVIDER_BAD_ANSWER), attempt) from None
+
+        if attempt >= max_attempts:
+            raise _attempted(ProviderError(f"{what}: {reason}; gave up after {attempt} attempts", code=code,
+                                           upstream_status=status), attempt) from failure
+        if retry_after is not None and retry_after > max_backoff_s:
+            raise _attempted(ProviderError(f"{what}: {reason}; the server asks to wait {retry_after:g}s, more "
+                                           f"than max_backoff_s={max_backoff_s:g}", code=code,
+                                           upstream_status=status), attempt) from failure
+        if ctx is not None and ctx.is_cancelled():
+            raise _attempted(ProviderError(f"{what}: cancelled while retrying ({reason})", code=code,
+                                           upstream_status=status), attempt) from failure
+        delay = retry_after if retry_after is not None else backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4)
+        delay = min(delay, max_backoff_s)
+        log.warning("%s: %s (attempt %d of %d); retrying in %.2fs", what, reason, attempt, max_attempts, delay)
+        time.sleep(delay)
+
+
+def _log_answer(what: str, exc: openai.APIStatusError) -> None:
+    """The endpoint's error answer, for operators only: truncated, and never copied into an error."""
+    try:
+        body = exc.response.text
+    except Exception:  # a streamed answer already closed: nothing to show
+        body = ""
+    log.info("%s: HTTP %s from the endpoint: %s", what, exc.status_code, body[:MAX_LOGGED_BODY])
+
+
+def retry_after_seconds(headers) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def cost_of(usage: dict, settings: dict) -> Decimal:
+    """Tokens x prices (per 1,000 tokens); 0 where no prices are configured."""
+    prices = settings.get("prices") or {}
+    per_in = _decimal(prices.get("input_per_1k", 0))
+    per_out = _decimal(prices.get("output_per_1k", 0))
+    return (per_in * usage["prompt_tokens"] + per_out * usage["completion_tokens"]) / 1000
+
+
+# Up-front estimate, per stage: (prompt tokens, completion tokens) = fixed + per_shot * shots + per_second *
+# duration_s. The fixed prompt part is the instructions plus the stage's schema (~600 tokens), and for the
+# style the catalogue (~1,400 tokens for generation/styles.py); the script grows with narration (~2.5 spoken
+# words a second, ~1.4 tokens a word) and the storyboard re-reads the script. ESTIMATE_MARGIN covers an
+# occasional second request and longer-than-usual replies.
+ESTIMATE_TOKENS = {
+    #             prompt: fixed, per shot, per second   completion: fixed, per shot, per second
+    "style": ((2000, 0, 0), (250, 0, 0)),
+    "script": ((1000, 0, 0), (150, 60, 3.5)),
+    "storyboard": ((1300, 60, 3.5), (50, 160, 0)),
+}
+ESTIMATE_MARGIN = Decimal("1.25")
+
+
+def estimate_cost(stage: str, duration_s: float, shots: int, settings: dict) -> Decimal:
+    """Expected cost of one text stage ("style", "script", "storyboard", or "all" for the three), rounded up
+    to 4 decimal places; 0 where no prices are configured."""
+    stages = TEXT_STAGES if stage == "all" else (stage,)
+    total = Decimal("0")
+    for name in stages:
+        if name not in ESTIMATE_TOKENS:
+            raise ValueError(f"the openai provider runs no '{name}' stage; expected one of {TEXT_STAGES} or 'all'")
+        (p0, p_shot, p_sec), (c0, c_shot, c_sec) = ESTIMATE_TOKENS[name]
+        usage = {"prompt_tokens": math.ceil(p0 + p_shot * shots + p_sec * duration_s),
+                 "completion_tokens": math.ceil(c0 + c_shot * shots + c_sec * duration_s)}
+        total += cost_of(usage, settings)
+    return (total * ESTIMATE_MARGIN).quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
+
+
+def _client(settings: dict) -> openai.OpenAI:
+    base_url = settings.get("base_url") or DEFAULT_BASE_URL
+    api_key = settings.get("api_key")
+    if not api_key and base_url.rstrip("/") == DEFAULT_BASE_URL:
+        raise ProviderError("openai: no api_key configured for api.openai.com",
+                            code=GenerationErrors.PROVIDER_MISCONFIGURED)
+    try:
+        outbound_url_check(base_url, what="base_url")  # the URL's form; each connection vets its address again
+    except OutboundUrlNotAllowed as exc:
+        raise ProviderError(f"openai: {exc.message}", code=KernelErrors.URL_NOT_ALLOWED) from None
+    timeout = setting_number(settings, "timeout_s", DEFAULT_TIMEOUT_S)
+    # Always pass a key: left empty, the SDK would read OPENAI_API_KEY from the worker's environment, which
+    # must never stand in for a tenant's own key. Self-hosted servers accept any value.
+    return openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout, max_retries=0,
+                         http_client=outbound_http_client(timeout=timeout, what="base_url"))
+
+
+def setting_number(settings: dict, name: str, default):
+    """A numeric setting, clamped into SETTING_BOUNDS (the API refused out-of-range values when they were
+    saved; this keeps an older or hand-edited value harmless); the default when unset or unreadable."""
+    low, high, kind = SETTING_BOUNDS[name]
+    value = settings.get(name)
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if isinstance(number, float) and not math.isfinite(number):
+        return default
+    return min(max(number, kind(low)), kind(high))
+
+
+def settings_problems(settings: dict) -> dict[str, list[str]]:
+    """What is wrong with a set of openai settings, by setting name (empty when nothing is): numbers outside
+    SETTING_BOUNDS, unknown response formats, prices that are no amounts. The base URL is the caller's (the
+    outbound guard, config/outbound.py)."""
+    problems: dict[str, list[str]] = {}
+    for name, (low, high, kind) in SETTING_BOUNDS.items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                kind is int and not float(value).is_integer()):
+            problems[name] = [f"must be {'a whole number' if kind is int else 'a number'} from {low:g} to {high:g}"]
+        elif not (math.isfinite(value) and low <= value <= high):
+            problems[name] = [f"must be from {low:g} to {high:g}"]
+    if settings.get("response_format") is not None and settings["response_format"] not in RESPONSE_FORMATS:
+        problems["response_format"] = [f"must be one of {', '.join(RESPONSE_FORMATS)}"]
+    prices = settings.get("prices")
+    if prices is not None:
+        if not isinstance(prices, dict) or set(prices) - {"input_per_1k", "output_per_1k"}:
+            problems["prices"] = ["must be an object with input_per_1k and output_per_1k"]
+        else:
+            for key, value in prices.items():
+                try:
+                    amount = Decimal(str(value))
+                except ArithmeticError:
+                    amount = None
+                if isinstance(value, bool) or amount is None or not amount.is_finite() or not 0 <= amount <= PRICE_MAX:
+                    problems.setdefault("prices", []).append(f"{key} must be an amount from 0 to {PRICE_MAX}")
+    for name in ("model", "moderation_model", "base_url"):
+        value = settings.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 2000):
+            problems[name] = ["must be a string of at most 2000 characters"]
+    return problems
+
+
+def _request_options(settings: dict, stage: str, schema: dict) -> dict:
+    options: dict[str, Any] = {}
+    mode = settings.get("response_format", "json_object")
+    if mode == "json_object":
+        options["response_format"] = {"type": "json_object"}
+    elif mode == "json_schema":
+        # Not strict: strict mode demands additionalProperties=false and every property required.
+        options["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": stage, "schema": schema, "strict": False}}
+    elif mode != "none":
+        raise ProviderError(f"openai: unknown response_format setting '{mode}'",
+                            code=GenerationErrors.PROVIDER_MISCONFIGURED)
+    for key in ("temperature", "max_tokens", "seed"):
+        if settings.get(key) is not None:
+            options[key] = setting_number(settings, key, None)
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _parse_reply(response, schema: dict, stage: str, check) -> tuple[str, Any, str | None]:
+    """(raw text, data, problem); problem is None when the data is valid."""
+    if not response.choices:
+        return "", None, "the reply had no choices"
+    choice = response.choices[0]
+    message = choice.message
+    if getattr(message, "refusal", None):
+        raise ProviderRefused(f"openai {stage}: the model refused: {str(message.refusal)[:200]}")
+    if choice.finish_reason == "content_filter":
+        raise ProviderRefused(f"openai {stage}: the reply was withheld by the content filter")
+    text = message.content or ""
+    if choice.finish_reason == "length":
+        return text, None, "the reply was cut off at the token limit; be more concise"
+    fenced = _FENCE.match(text)
+    try:
+        data = json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError as exc:
+        return text, None, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    try:
+        schemas.validate(data, schema, stage)
+    except schemas.SchemaError as exc:
+        return text, None, str(exc)
+    problem = check(data) if check else None
+    return text, data, problem
+
+
+def _normalise_storyboard(data: dict, duration_s: float) -> dict:
+    """Number shots 1..n and scale their durations to add up to duration_s (models are loose with both)."""
+    shots = data["shots"]
+    for number, shot in enumerate(shots, start=1):
+        shot["number"] = number
+    total = sum(shot["duration_s"] for shot in shots)
+    if duration_s > 0 and total > 0 and abs(total - duration_s) > 0.01 * duration_s:
+        factor = duration_s / total
+        for shot in shots:
+            shot["duration_s"] = min(120.0, max(0.5, round(shot["duration_s"] * factor, 2)))
+    return data
+
+
+def _catalogue_names(catalogue) -> list[str]:
+    if isinstance(catalogue, dict):
+        names = list(catalogue)
+    elif isinstance(catalogue, (list, tuple)):
+        names = [item.get("name") if isinstance(item, dict) else item for item in catalogue]
+    else:
+        names = []
+    return [name for name in names if name in schemas.STYLE_NAMES]
+
+
+def _as_dict(model) -> dict:
+    if isinstance(model, dict):
+        return model
+    if hasattr(model, "to_dict"):
+        return model.to_dict()
+    return dict(getattr(model, "__dict__", {}))
+
+
+def _decimal(value) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+def _attempted(exc: ProviderError, attempts: int) -> ProviderError:
+    exc.attempts = attempts
+    return exc
