@@ -27,6 +27,17 @@ def form_refused(form, exc: DomainError) -> None:
         form.add_error(None, exc.message)
 
 
+def form_submit(form, call):
+    """What `call(form.cleaned_data)` returns when the form is valid. A service's refusal is put on the form
+    instead (form_refused), so that afterwards `form.is_valid()` says whether the action was done."""
+    if form.is_valid():
+        try:
+            return call(form.cleaned_data)
+        except DomainError as exc:
+            form_refused(form, exc)
+    return None
+
+
 def flash_refused(request, exc: DomainError) -> None:
     messages.error(request, exc.message)
 

@@ -39,7 +39,7 @@ from accounts.forms import (
     login_locked_message,
 )
 from accounts.middleware import SESSION_ORGANIZATION_KEY
-from accounts.portal.base import flash_refused, form_refused, page_of, portal_actor
+from accounts.portal.base import flash_refused, form_submit, page_of, portal_actor
 from accounts.roles import SCOPES
 from accounts.selectors import membership_of
 from config.errors import DomainError
@@ -218,20 +218,15 @@ class TeamPage(View):
 class InvitationCreatePage(TeamPage):
     def post(self, request):
         form = InvitationForm(request.POST, auto_id="invite-%s")
+        created = form_submit(form, lambda data: services.invitation_create(
+            organization=request.organization, email=data["email"], role=data["role"], actor=portal_actor(request)))
         if form.is_valid():
-            try:
-                invitation, token = services.invitation_create(
-                    organization=request.organization, email=form.cleaned_data["email"],
-                    role=form.cleaned_data["role"], actor=portal_actor(request),
-                )
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                # The token is stored hashed: this answer is the only place the link appears besides
-                # the email, which embedded mode writes to a file rather than sending.
-                link = request.build_absolute_uri(reverse("accounts:invitation-accept", args=[token]))
-                messages.success(request, _("Invitation created for %(email)s.") % {"email": invitation.email})
-                return _team_page(request, invitation_link=link)
+            invitation, token = created
+            # The token is stored hashed: this answer is the only place the link appears besides
+            # the email, which embedded mode writes to a file rather than sending.
+            link = request.build_absolute_uri(reverse("accounts:invitation-accept", args=[token]))
+            messages.success(request, _("Invitation created for %(email)s.") % {"email": invitation.email})
+            return _team_page(request, invitation_link=link)
         return _team_page(request, invite_form=form, status=400)
 
 
@@ -298,17 +293,12 @@ class ApiKeyListPage(TeamPage):
 
     def post(self, request):
         form = ApiKeyForm(request.POST, held=request.scopes, auto_id="key-%s")
+        created = form_submit(form, lambda data: services.api_key_create(
+            organization=request.organization, name=data["name"], scopes=data["scopes"], actor=portal_actor(request)))
         if form.is_valid():
-            try:
-                key, plain = services.api_key_create(
-                    organization=request.organization, name=form.cleaned_data["name"],
-                    scopes=form.cleaned_data["scopes"], actor=portal_actor(request),
-                )
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                # Shown in this answer only: we keep the key's hash, never the key.
-                return self.page(request, created=key, plain_key=plain)
+            key, plain = created
+            # Shown in this answer only: we keep the key's hash, never the key.
+            return self.page(request, created=key, plain_key=plain)
         return self.page(request, form=form, status=400)
 
 

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 
 from accounts.decorators import requires_scope
-from accounts.portal.base import flash_refused, form_refused, portal_actor
+from accounts.portal.base import flash_refused, form_submit, portal_actor
 from config.downloads import file_response
 from config.errors import DomainError
 from generation import selectors, services
@@ -275,17 +275,14 @@ class ShotEditPage(JobPortalPage):
         job = self.job(job_id)
         shot, context = _shot(request, job, number)
         form = ShotForm(request.POST, auto_id=f"shot-{number}-%s")
+        form_submit(form, lambda data: services.shot_edit(job=job, number=number, changes=form.changes(shot),
+                                                          actor=portal_actor(request)))
         if form.is_valid():
-            try:
-                services.shot_edit(job=job, number=number, changes=form.changes(shot), actor=portal_actor(request))
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                messages.success(request, _("Shot %(number)d was changed; it is being generated again.")
-                                 % {"number": number})
-                if request.htmx:
-                    return _panel(request, job_id, shot_number=number)
-                return redirect(_job_url(job_id, f"#shot-{number}"))
+            messages.success(request, _("Shot %(number)d was changed; it is being generated again.")
+                             % {"number": number})
+            if request.htmx:
+                return _panel(request, job_id, shot_number=number)
+            return redirect(_job_url(job_id, f"#shot-{number}"))
         # htmx swaps only 2xx answers: the form with its errors comes back as 200 to htmx.
         return self.form_page(request, context, shot, form, status=200 if request.htmx else 400)
 

@@ -13,9 +13,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts.portal.base import form_refused, page_of, portal_actor
+from accounts.portal.base import form_submit, page_of, portal_actor
 from accounts.portal.views import TeamPage
-from config.errors import DomainError
 from generation import webhooks
 from generation.models import DeliveryStatus, Webhook, WebhookEvent
 
@@ -69,18 +68,13 @@ class WebhookListPage(TeamPage):
 
     def post(self, request):
         form = WebhookForm(request.POST, auto_id="webhook-%s")
+        created = form_submit(form, lambda data: webhooks.webhook_create(
+            organization=request.organization, url=data["url"], events=data["events"], is_active=data["is_active"],
+            actor=portal_actor(request)))
         if form.is_valid():
-            try:
-                webhook, secret = webhooks.webhook_create(
-                    organization=request.organization, url=form.cleaned_data["url"],
-                    events=form.cleaned_data["events"], is_active=form.cleaned_data["is_active"],
-                    actor=portal_actor(request),
-                )
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                # The signing secret is stored encrypted and shown in this answer only.
-                return self.page(request, created=webhook, secret=secret)
+            webhook, secret = created
+            # The signing secret is stored encrypted and shown in this answer only.
+            return self.page(request, created=webhook, secret=secret)
         return self.page(request, form=form, status=400)
 
 
@@ -119,14 +113,10 @@ class WebhookEditPage(TeamPage):
     def post(self, request, webhook_id):
         webhook = webhooks.access_webhook(portal_actor(request), webhook_id)
         form = WebhookForm(request.POST, auto_id="webhook-%s")
+        form_submit(form, lambda data: webhooks.webhook_update(webhook=webhook, actor=portal_actor(request), **data))
         if form.is_valid():
-            try:
-                webhooks.webhook_update(webhook=webhook, actor=portal_actor(request), **form.cleaned_data)
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                messages.success(request, _("The webhook was saved."))
-                return redirect("accounts:team-webhook", webhook_id=webhook.pk)
+            messages.success(request, _("The webhook was saved."))
+            return redirect("accounts:team-webhook", webhook_id=webhook.pk)
         return self.render_form(request, webhook, form, status=400)
 
 

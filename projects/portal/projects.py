@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.decorators import requires_scope
-from accounts.portal.base import form_refused, page_of, portal_actor
+from accounts.portal.base import form_submit, page_of, portal_actor
 from config.errors import DomainError
 from projects import selectors, services
 
@@ -40,15 +40,11 @@ def project_list(request):
     if request.method == "POST":
         _require_write(request)
         form = ProjectForm(request.POST)
+        project = form_submit(form, lambda data: services.project_create(
+            organization=request.organization, actor=portal_actor(request), **data))
         if form.is_valid():
-            try:
-                project = services.project_create(organization=request.organization, actor=portal_actor(request),
-                                                  **form.cleaned_data)
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                messages.success(request, _("Project “%(name)s” created.") % {"name": project.name})
-                return redirect("projects:project-detail", project_id=project.pk)
+            messages.success(request, _("Project “%(name)s” created.") % {"name": project.name})
+            return redirect("projects:project-detail", project_id=project.pk)
     search = request.GET.get("search", "")[:120]
     projects = selectors.project_list(search=search).annotate(job_count=Count("jobs"))
     return render(request, "projects/project_list.html", {
@@ -63,14 +59,10 @@ def project_edit(request, project_id):
     form = ProjectForm(initial={"name": project.name, "description": project.description})
     if request.method == "POST":
         form = ProjectForm(request.POST)
+        form_submit(form, lambda data: services.project_update(project=project, actor=portal_actor(request), **data))
         if form.is_valid():
-            try:
-                services.project_update(project=project, actor=portal_actor(request), **form.cleaned_data)
-            except DomainError as exc:
-                form_refused(form, exc)
-            else:
-                messages.success(request, _("Project saved."))
-                return redirect("projects:project-detail", project_id=project.pk)
+            messages.success(request, _("Project saved."))
+            return redirect("projects:project-detail", project_id=project.pk)
     return render(request, "projects/project_form.html", {"project": project, "form": form},
                   status=400 if form.is_bound and form.errors else 200)
 

@@ -20,6 +20,7 @@ from accounts.decorators import requires_scope
 from accounts.portal.base import form_refused, page_of, portal_actor
 from config.errors import DomainError, NotFound
 from projects import templates
+from projects.error_codes import ProjectsErrors
 from projects.schemas import STYLE_NAMES
 from projects.templates import ASPECT_RATIOS, MIN_SHOT_S, PROMPT_STAGES, PROVIDER_KINDS, PROVIDERS_BY_KIND, RESOLUTIONS
 
@@ -124,7 +125,7 @@ def _settings_refused(form: TemplateForm, exc: DomainError) -> None:
     `template_settings_validate`) go to the field each one names; the others as `form_refused` does."""
     fields = dict(exc.fields or {})
     settings = fields.pop("settings", None)
-    if exc.code == "name_taken":
+    if exc.code == ProjectsErrors.NAME_TAKEN:
         form.add_error("name", _("A template with this name exists in your organization."))
         return
     if fields:
@@ -268,7 +269,7 @@ def template_duplicate(request, template_id):
         except DomainError as exc:
             if isinstance(exc, NotFound):
                 raise Http404(exc.message) from None
-            if exc.code == "name_taken":
+            if exc.code == ProjectsErrors.NAME_TAKEN:
                 taken = form.cleaned_data["name"] or source.template.name
                 form = DuplicateForm({"name": _("%(name)s (copy)") % {"name": taken}}, auto_id="duplicate-%s")
                 form.is_valid()
