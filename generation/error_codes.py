@@ -26,11 +26,23 @@ class GenerationErrors(ErrorCode):
     PROVIDER_UNREACHABLE = "provider_unreachable", 502, "No connection to the endpoint could be made."
     PROVIDER_BAD_ANSWER = "provider_bad_answer", 502, "The endpoint's answer could not be read."
     PROVIDER_INVALID_OUTPUT = "provider_invalid_output", 502, "The provider's output missed the stage's schema twice."
+    PROVIDER_JOB_FAILED = "provider_job_failed", 502, "The endpoint's render job (a video) ended in failure."
+    PROVIDER_DEADLINE = "provider_deadline", 504, "The endpoint's render job did not finish before the deadline."
     PROVIDER_MISCONFIGURED = ("provider_misconfigured", 400,
                               "The provider is not configured (no key, an unknown setting).")
+    PROVIDER_MODEL_MISSING = ("provider_model_missing", 400,
+                              "No loadable model at the provider's local model path (models are never downloaded).")
+    PROVIDER_UNAVAILABLE = ("provider_unavailable", 503,
+                            "This worker cannot run the provider (its packages or its device are missing).")
     # Steps (step errors).
     INTERNAL_ERROR = "internal_error", 500, "A step failed on our side."
     LEASE_EXPIRED = "lease_expired", 500, "The worker running a step stopped responding too often."
+    # Review (the automatic checks of the composed video).
+    REVIEW_FAILED = "review_failed", 422, "The composed video failed an automatic review check."
+    REVIEW_NARRATION_SILENT = "review_narration_silent", 422, "Narration was asked for but the audio is silent."
+    REVIEW_NARRATION_OVERRUN = "review_narration_overrun", 422, "A narration line runs past the end of its shot."
+    REVIEW_LOUDNESS = "review_loudness", 422, "The mix is outside -16 ± 2 LUFS integrated or peaks over -1 dBTP."
+    REVIEW_SUBTITLE_OVERFLOW = "review_subtitle_overflow", 422, "A subtitle has more than two lines or a line too long."
     # Webhooks.
     WEBHOOK_URL_NOT_ALLOWED = "webhook_url_not_allowed", 400, "The webhook URL is refused by the outbound guard."
     INVALID_EVENTS = "invalid_events", 400, "Subscribe to at least one known event."

@@ -1,17 +1,22 @@
-"""Media work on finished files with ffmpeg: compose the final video, thumbnail, review checks (finding
-ffmpeg, running it under the media limits and probing are the kernel's: config/media.py). Subtitles are drawn with Pillow's
-built-in font and overlaid, so composing needs no system font. Every failure raises MediaError carrying
-the tail of ffmpeg's stderr.
+"""Media work on finished files with ffmpeg: compose the final video (narration fitted to its shot, a music
+bed ducked under it, the mix at -16 LUFS, subtitles burned in and as a soft track plus .srt/.vtt),
+thumbnail, review checks (finding ffmpeg, running it under the media limits and probing are the kernel's:
+config/media.py). Subtitles are drawn with Pillow and Noto Sans SC from the pylopdf-fonts-zh-cn wheel (Latin
+and Chinese), else Pillow's built-in font, so composing needs no system font. Every failure raises
+MediaError carrying the tail of ffmpeg's stderr.
 """
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from config.media import VIDEO_PRESET, MediaError, ffmpeg_exe, output_tail, probe, tool_run
+from generation import subtitles as subs
 
 AUDIO_RATE = 48000
 VIDEO_CRF = 21
@@ -21,9 +26,24 @@ TRANSITION = "fade"
 
 # --- subtitles ----------------------------------------------------------------------------------------
 
-def _font(size: int):
-    """Pillow's built-in scalable font (no system font needed); None where Pillow lacks FreeType."""
+def font_path() -> Path | None:
+    """Noto Sans SC (Latin and CJK glyphs) from the pylopdf-fonts-zh-cn wheel; None where it is missing."""
     try:
+        import pylopdf_fonts_zh_cn
+    except ImportError:
+        return None
+    path = Path(pylopdf_fonts_zh_cn.sans_path())
+    return path if path.is_file() else None
+
+
+@functools.lru_cache(maxsize=16)
+def _font(size: int):
+    """The CJK-capable font at `size`, else Pillow's built-in scalable font (no system font needed); None
+    where Pillow lacks FreeType."""
+    path = font_path()
+    try:
+        if path is not None:
+            return ImageFont.truetype(str(path), size)
         return ImageFont.load_default(size=size)
     except (TypeError, OSError, ImportError, AttributeError):
         return None
@@ -50,20 +70,28 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: float, max_line
     return lines
 
 
-def subtitle_strip(text: str, width: int, height: int) -> Image.Image:
+def subtitle_strip(text: str, width: int, height: int, lines: list[str] | None = None) -> Image.Image:
     """A transparent RGBA strip (width x subtitle_strip_height(height)) with `text` centred near its bottom
-    on a translucent box: at most two lines, white with a dark outline."""
+    on a translucent box: at most two lines (`lines` as broken by generation.subtitles, else wrapped to the
+    width), white with a dark outline; the font shrinks where a line would not fit the width."""
     strip_h = subtitle_strip_height(height)
     image = Image.new("RGBA", (width, strip_h), (0, 0, 0, 0))
     text = " ".join((text or "").split())
-    if not text:
+    if not text and not lines:
         return image
     size = max(12, round(height * SUBTITLE_FONT_RATIO))
     font = _font(size)
     if font is None:
-        return _subtitle_strip_bitmap(text, width, height, strip_h)
+        return _subtitle_strip_bitmap(" ".join(lines) if lines else text, width, height, strip_h)
     draw = ImageDraw.Draw(image)
-    lines = _wrap(draw, text, font, width * 0.86, 2)
+    if lines:
+        lines = lines[:2]
+        widest = max(draw.textlength(line, font=font) for line in lines)
+        if widest > width * 0.9:
+            size = max(10, int(size * width * 0.9 / widest))
+            font = _font(size) or font
+    else:
+        lines = _wrap(draw, text, font, width * 0.86, 2)
     line_h = round(size * 1.25)
     stroke = max(1, size // 14)
     block_h = line_h * len(lines)
@@ -109,17 +137,176 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:.6f}"
 
 
+LOUDNESS_TARGET_LUFS = -16.0
+LIMIT_DBFS = -3.0  # the limiter's ceiling: room for the AAC encoder's overshoot (measured up to 1.2 dB) under -1 dBTP
+LINE_LEAD_S = 0.15  # a line starts this long after its shot starts
+LINE_PAUSE_S = 0.15  # and ends at least this long before its shot ends, so lines are apart
+MAX_TEMPO = 1.3  # the most a line is sped up to fit its shot
+CUT_FADE_S = 0.12  # the fade of a line cut at its shot's end
+OVERRUN_S = 0.2  # how late after its shot a line may end (review)
+MUSIC_DUCK = 0.3  # the bed's gain under the voice (about -10 dB)
+MUSIC_LEVEL = 0.35  # the bed's RMS against the voice's, unducked
+
+
+def _decode(path: Path, channels: int, tempo: float | None = None, raw_rate: int | None = None) -> np.ndarray:
+    """A file's audio as float32 samples at AUDIO_RATE (frames x channels); `raw_rate` reads a mono f32 file."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+    if raw_rate:
+        command += ["-f", "f32le", "-ar", str(raw_rate), "-ac", "1"]
+    command += ["-i", str(path), "-vn", "-ac", str(channels), "-ar", str(AUDIO_RATE)]
+    if tempo:
+        command += ["-af", f"atempo={tempo:.4f}"]
+    command += ["-f", "f32le", "-"]
+    pcm = tool_run(command, timeout=60).stdout
+    return np.frombuffer(pcm, "<f4").reshape(-1, channels).astype(np.float32)
+
+
+def _speech_trim(samples: np.ndarray) -> np.ndarray:
+    """The voice without its leading and trailing silence (a 20 ms margin kept)."""
+    level = np.abs(samples)
+    loud = np.nonzero(level > max(1e-4, float(level.max()) * 0.02))[0]
+    if not len(loud):
+        return samples[:0]
+    margin = int(0.02 * AUDIO_RATE)
+    return samples[max(0, loud[0] - margin):loud[-1] + margin]
+
+
+def narration_fit(voices: list[Path | None], starts: list[float], ends: list[float], scratch: Path) -> tuple:
+    """Each line placed in its shot: measured, sped up (atempo, at most MAX_TEMPO) where it is longer than
+    the shot minus the pauses, and cut at the shot's end with a short fade where even that is too long.
+    Returns (a mono track of the whole video at AUDIO_RATE, one {"shot", "start", "end", "spoken_s",
+    "tempo", "cut"} per spoken line)."""
+    total = int(round(ends[-1] * AUDIO_RATE)) if ends else 0
+    track = np.zeros(total, np.float32)
+    lines = []
+    for index, voice in enumerate(voices):
+        if voice is None or index >= len(starts):
+            continue
+        if not Path(voice).is_file():
+            raise MediaError(f"missing narration: {voice}")
+        shot_start, shot_end = starts[index], ends[index]
+        lead = min(LINE_LEAD_S, (shot_end - shot_start) * 0.05)
+        begin = shot_start + lead
+        room = max(0.1, shot_end - LINE_PAUSE_S - begin)
+        speech = _speech_trim(_decode(Path(voice), 1)[:, 0])
+        if not len(speech):
+            continue
+        spoken = len(speech) / AUDIO_RATE
+        tempo, cut = 1.0, False
+        if spoken > room:
+            tempo = min(MAX_TEMPO, spoken / room)
+            raw = scratch / f"line_{index:03d}.f32"
+            speech.astype("<f4").tofile(raw)
+            speech = _decode(raw, 1, tempo=tempo, raw_rate=AUDIO_RATE)[:, 0]
+        limit = int((shot_end - begin) * AUDIO_RATE)
+        if len(speech) > limit:  # still too long: cut at the shot's end, fading out
+            cut = True
+            speech = speech[:limit].copy()
+            fade = min(len(speech), int(CUT_FADE_S * AUDIO_RATE))
+            speech[len(speech) - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+        at = int(round(begin * AUDIO_RATE))
+        piece = speech[:max(0, total - at)]
+        track[at:at + len(piece)] += piece
+        lines.append({"shot": index + 1, "start": round(begin, 3), "end": round(begin + len(piece) / AUDIO_RATE, 3),
+                      "spoken_s": round(spoken, 3), "tempo": round(tempo, 3), "cut": cut,
+                      "shot_start": round(shot_start, 3), "shot_end": round(shot_end, 3)})
+    return track, lines
+
+
+def duck_gain(voice: np.ndarray) -> np.ndarray:
+    """The bed's gain per sample: MUSIC_DUCK while the voice speaks, 1 elsewhere, with a 60 ms attack (which
+    starts before the voice) and a 400 ms release."""
+    block = AUDIO_RATE // 100
+    blocks = -(-len(voice) // block)
+    padded = np.zeros(blocks * block, np.float32)
+    padded[:len(voice)] = np.abs(voice)
+    active = padded.reshape(blocks, block).max(axis=1) > 0.01
+    target = np.where(active, MUSIC_DUCK, 1.0)
+    early = target.copy()
+    for shift in range(1, 7):  # start ducking 60 ms before the voice
+        early[:-shift] = np.minimum(early[:-shift], target[shift:])
+    gain = np.empty(blocks)
+    level = 1.0
+    for index, goal in enumerate(early):
+        rate = 0.35 if goal < level else 0.025  # per 10 ms block
+        level += (goal - level) * rate
+        gain[index] = level
+    return np.repeat(gain, block)[:len(voice)].astype(np.float32)
+
+
+_INTEGRATED = re.compile(r"Integrated loudness:\s*I:\s*(-?[\d.]+|-inf|nan) LUFS", re.S)
+_TRUE_PEAK = re.compile(r"True peak:\s*Peak:\s*(-?[\d.]+|-inf|nan) dBFS", re.S)
+
+
+def loudness_measure(path: Path, *, raw_stereo: bool = False) -> dict:
+    """EBU R128 of a file's audio (ffmpeg's ebur128): {"integrated_lufs", "true_peak_dbtp"}; -70 and -inf
+    for silence."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
+    if raw_stereo:
+        command += ["-f", "f32le", "-ar", str(AUDIO_RATE), "-ac", "2"]
+    command += ["-i", str(path), "-vn", "-af", "ebur128=peak=true", "-f", "null", "-"]
+    stderr = output_tail(tool_run(command, timeout=120).stderr, 4000)
+    integrated, peak = _INTEGRATED.search(stderr), _TRUE_PEAK.search(stderr)
+
+    def number(match, default):
+        if not match or match.group(1) in ("-inf", "nan"):
+            return default
+        return float(match.group(1))
+    return {"integrated_lufs": number(integrated, -70.0), "true_peak_dbtp": number(peak, float("-inf"))}
+
+
+def _music_track(music: Path, frames: int) -> np.ndarray:
+    bed = _decode(Path(music), 2)
+    if not len(bed):
+        return np.zeros((frames, 2), np.float32)
+    repeats = -(-frames // len(bed))
+    return np.tile(bed, (repeats, 1))[:frames]
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+
+
+def _cues(shots: list[dict], starts: list[float], ends: list[float], lines: list[dict]) -> list[dict]:
+    """Subtitle cues: each line's text over the time it is spoken, or over its shot where it is not."""
+    spoken = {line["shot"]: line for line in lines}
+    cues = []
+    for index, shot in enumerate(shots):
+        text = " ".join((shot.get("dialogue") or "").split())
+        if not text:
+            continue
+        line = spoken.get(index + 1)
+        start, end = (line["start"], max(line["end"], line["start"] + 0.5)) if line else (starts[index] + 0.1,
+                                                                                          ends[index] - 0.1)
+        end = min(end, ends[index])  # a cue never outlives its shot
+        for cue in subs.cues_for_line(text, start, end):
+            cues.append({**cue, "shot": index + 1})
+    return cues
+
+
 def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height: int, fps: int,
             narration: list[Path | None] | None = None, music: Path | None = None, transition_s: float = 0.5,
-            subtitles: bool = True) -> Path:
-    """The final H.264/AAC MP4 (+faststart) of `width` x `height` at `fps`.
+            subtitles: bool = True, language: str = "en") -> Path:
+    """The final MP4; see compose_timed, which also says where each line and cue fell."""
+    return compose_timed(clips, shots, out, width, height, fps, narration=narration, music=music,
+                         transition_s=transition_s, subtitles=subtitles, language=language)["video"]
+
+
+def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, height: int, fps: int,
+                  narration: list[Path | None] | None = None, music: Path | None = None, transition_s: float = 0.5,
+                  subtitles: bool = True, language: str = "en") -> dict:
+    """The final H.264/AAC MP4 (+faststart) of `width` x `height` at `fps`, with a mov_text subtitle track,
+    and its .srt and .vtt beside it (out with those suffixes).
 
     Each clip is scaled and padded to the frame, set to `fps`, and held to exactly its shot's duration
     (whole frames; a short clip holds its last frame). Neighbouring shots cross-fade over `transition_s`
     centred on their cut (each side holds its edge frame through the other half), so the total is exactly
-    the sum of the shot durations and every shot starts on time. Each shot's `dialogue` is burned in as
-    a subtitle for that shot. Narration clips start at their shot's start; music loops under everything,
-    ducked while narration plays. There is always an AAC track (silence when there is nothing to hear).
+    the sum of the shot durations and every shot starts on time. Each narration line is fitted to its shot
+    (narration_fit); music loops under everything, ducked while the voice speaks; the mix is brought to
+    -16 LUFS integrated under a -2 dBFS limiter. Subtitles follow the speech (shots without a line show
+    their dialogue over the shot), at most two lines a cue, burned in when `subtitles`. There is always an
+    AAC track (silence when there is nothing to hear). Returns {"video", "srt", "vtt", "lines", "cues",
+    "loudness_gain_db"}.
     """
     clips = [Path(clip) for clip in clips]
     if not clips:
@@ -141,6 +328,7 @@ def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height:
         frames.append(count)
         placed += count
     starts = [sum(frames[:i]) / fps for i in range(len(frames))]
+    ends = [starts[i] + frames[i] / fps for i in range(len(frames))]
     total_frames = sum(frames)
     total_s = total_frames / fps
     half = 0
@@ -150,6 +338,7 @@ def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".part")
+    srt_path, vtt_path = out.with_suffix(".srt"), out.with_suffix(".vtt")
     with tempfile.TemporaryDirectory(prefix="compose-") as scratch:
         scratch = Path(scratch)
         inputs: list[str] = []
@@ -183,69 +372,78 @@ def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height:
             filters.append(f"{names}concat=n={len(clips)}:v=1:a=0[x0]" if len(clips) > 1 else "[v0]null[x0]")
             previous = "x0"
 
-        # Subtitles: one transparent strip per shot, played as a timed slideshow and overlaid at the bottom.
+        # Audio, in numpy: the lines fitted to their shots, the bed ducked under them, one loudness gain.
+        voice, lines = narration_fit(list(narration or []), starts, ends, scratch)
+        cues = _cues(shots, starts, ends, lines)
+        frames_a = int(round(total_s * AUDIO_RATE))
+        voice = np.pad(voice, (0, max(0, frames_a - len(voice))))[:frames_a]
+        mix = np.zeros((frames_a, 2), np.float32)
+        if lines:
+            mix += voice[:, None]
+        if music is not None:
+            if not Path(music).is_file():
+                raise MediaError(f"missing music: {music}")
+            bed = _music_track(Path(music), frames_a)
+            reference = _rms(voice[voice != 0]) if lines else 0.1
+            bed *= MUSIC_LEVEL * reference / max(1e-6, _rms(bed))
+            if lines:
+                bed *= duck_gain(voice)[:, None]
+            mix += bed
+        gain_db = None
+        audio_input = len(clips)
+        if np.any(mix):
+            raw_mix = scratch / "mix.f32"
+            mix.astype("<f4").tofile(raw_mix)
+            measured = loudness_measure(raw_mix, raw_stereo=True)["integrated_lufs"]
+            gain_db = round(LOUDNESS_TARGET_LUFS - measured, 2) if measured > -70 else 0.0
+            (mix * np.float32(10 ** (gain_db / 20))).astype("<f4").tofile(raw_mix)
+            inputs += ["-f", "f32le", "-ar", str(AUDIO_RATE), "-ac", "2", "-i", str(raw_mix)]
+            filters.append(f"[{audio_input}:a]alimiter=limit={10 ** (LIMIT_DBFS / 20):.4f}:attack=2:release=60:"
+                           f"level=0:latency=1,atrim=end={_fmt(total_s)},asetpts=PTS-STARTPTS[aout]")
+        else:
+            filters.append(f"anullsrc=channel_layout=stereo:sample_rate={AUDIO_RATE},"
+                           f"atrim=end={_fmt(total_s)}[aout]")
+
+        # Subtitles: a strip per cue (blank between cues) played as a timed slideshow, overlaid at the bottom.
         video_out = previous
-        if subtitles and any((shot.get("dialogue") or "").strip() for shot in shots):
+        if subtitles and cues:
             listing = ["ffconcat version 1.0"]
-            for index, (shot, count) in enumerate(zip(shots, frames)):
+            blank = scratch / "subtitle_blank.png"
+            subtitle_strip("", width, height).save(blank)
+            at = 0.0
+            for index, cue in enumerate(cues):
+                if cue["start"] > at + 1e-3:
+                    listing += [f"file '{blank.name}'", f"duration {_fmt(cue['start'] - at)}"]
                 strip = scratch / f"subtitle_{index:03d}.png"
-                subtitle_strip(shot.get("dialogue") or "", width, height).save(strip)
-                listing += [f"file '{strip.name}'", f"duration {_fmt(count / fps)}"]
-            listing.append(f"file '{strip.name}'")  # the concat demuxer needs the last file twice
+                subtitle_strip(" ".join(cue["lines"]), width, height, lines=cue["lines"]).save(strip)
+                listing += [f"file '{strip.name}'", f"duration {_fmt(cue['end'] - max(at, cue['start']))}"]
+                at = cue["end"]
+            listing += [f"file '{blank.name}'", f"duration {_fmt(max(0.05, total_s - at))}"]
+            listing.append(f"file '{blank.name}'")  # the concat demuxer needs the last file twice
             (scratch / "subtitles.ffconcat").write_text("\n".join(listing) + "\n")
-            sub_index = len(clips)
+            sub_index = _count_inputs(inputs)
             inputs += ["-f", "concat", "-safe", "0", "-i", str(scratch / "subtitles.ffconcat")]
             filters.append(f"[{sub_index}:v]format=rgba[subs]")
             filters.append(f"[{previous}][subs]overlay=x=0:y={height - subtitle_strip_height(height)}:"
                            f"eof_action=repeat:format=auto,format=yuv420p[vout]")
             video_out = "vout"
 
-        # Audio: narration at each shot's start, music looped and ducked under it, or silence.
-        audio_format = (f"aresample={AUDIO_RATE},"
-                        f"aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE}:channel_layouts=stereo")
-        voices = []
-        for index, voice in enumerate(narration or []):
-            if voice is None or index >= len(starts):
-                continue
-            if not Path(voice).is_file():
-                raise MediaError(f"missing narration: {voice}")
-            input_index = _count_inputs(inputs)
-            inputs += ["-i", str(voice)]
-            delay = round(starts[index] * 1000)
-            filters.append(f"[{input_index}:a]{audio_format},adelay=delays={delay}:all=1[n{index}]")
-            voices.append(f"[n{index}]")
-        music_label = None
-        if music is not None:
-            if not Path(music).is_file():
-                raise MediaError(f"missing music: {music}")
-            music_index = _count_inputs(inputs)
-            inputs += ["-stream_loop", "-1", "-i", str(music)]
-            filters.append(f"[{music_index}:a]{audio_format},volume=0.35[music]")
-            music_label = "music"
-        if voices:
-            mixed = (f"{''.join(voices)}amix=inputs={len(voices)}:duration=longest:dropout_transition=0:"
-                     f"normalize=0,apad[narr]" if len(voices) > 1 else f"{voices[0]}apad[narr]")
-            filters.append(mixed)
-        if voices and music_label:
-            filters.append("[narr]asplit=2[narr_a][narr_key]")
-            filters.append("[music][narr_key]sidechaincompress=threshold=0.02:ratio=8:attack=20:release=400[ducked]")
-            filters.append("[ducked][narr_a]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[amixed]")
-            audio_in = "amixed"
-        elif voices:
-            audio_in = "narr"
-        elif music_label:
-            audio_in = music_label
-        else:
-            filters.append(f"anullsrc=channel_layout=stereo:sample_rate={AUDIO_RATE}[silence]")
-            audio_in = "silence"
-        filters.append(f"[{audio_in}]atrim=end={_fmt(total_s)},asetpts=PTS-STARTPTS[aout]")
+        # The soft track and the files: the same cues.
+        srt_path.write_text(subs.srt_text(cues), encoding="utf-8")
+        vtt_path.write_text(subs.vtt_text(cues, language), encoding="utf-8")
+        soft = []
+        if cues:
+            soft_index = _count_inputs(inputs)
+            inputs += ["-f", "srt", "-i", str(srt_path)]
+            soft = ["-map", f"{soft_index}:s", "-c:s", "mov_text",
+                    "-metadata:s:s:0", f"language={subs.ISO639_2.get(language, 'und')}"]
 
         command = [
             ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error", *inputs,
-            "-filter_complex", ";".join(filters), "-map", f"[{video_out}]", "-map", "[aout]",
+            "-filter_complex", ";".join(filters), "-map", f"[{video_out}]", "-map", "[aout]", *soft,
             "-c:v", "libx264", "-preset", VIDEO_PRESET, "-crf", str(VIDEO_CRF), "-pix_fmt", "yuv420p",
             "-r", str(fps), "-frames:v", str(total_frames),
-            "-c:a", "aac", "-b:a", "128k", "-ar", str(AUDIO_RATE), "-ac", "2", "-t", _fmt(total_s),
+            "-c:a", "aac", "-b:a", "160k", "-ar", str(AUDIO_RATE), "-ac", "2", "-t", _fmt(total_s),
             "-movflags", "+faststart", "-f", "mp4", str(partial),
         ]
         try:
@@ -254,7 +452,8 @@ def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height:
             partial.unlink(missing_ok=True)
             raise
     partial.replace(out)
-    return out
+    return {"video": out, "srt": srt_path, "vtt": vtt_path, "lines": lines, "cues": cues,
+            "loudness_gain_db": gain_db}
 
 
 def _count_inputs(inputs: list[str]) -> int:
@@ -288,11 +487,18 @@ _MAX_VOLUME = re.compile(r"max_volume:\s*(-?[\d.]+|-inf) dB")
 
 
 def review_checks(path: Path, *, duration_s: float, width: int, height: int, audio_required: bool,
-                  max_black_s: float = 1.0, max_frozen_s: float = 2.0, silence_db: float = -60.0) -> list[dict]:
+                  max_black_s: float = 1.0, max_frozen_s: float = 2.0, silence_db: float = -60.0,
+                  lines: list[dict] | None = None, cues: list[dict] | None = None,
+                  narration_required: bool = False, loudness_target: float | None = None,
+                  loudness_tolerance: float = 2.0, max_true_peak: float = -1.0) -> list[dict]:
     """Automatic review of a finished video: one {"check", "ok", "detail"} per check, in this order:
     duration (within 10%), resolution (exact), black (no black run of max_black_s or more), frozen (no
     still run of max_frozen_s or more), audio (a stream present; and louder than silence_db when
-    audio_required)."""
+    audio_required). Then, with what compose reported: narration (when narration_required: lines were
+    spoken and each line's window in the file is louder than -45 dBFS RMS), timing (`lines`: no line
+    ends later than OVERRUN_S after its shot or runs into the next), loudness (when loudness_target:
+    integrated within loudness_tolerance LU, true peak at most max_true_peak dBTP), subtitles (`cues`:
+    at most two lines of at most 42 Latin / 16 CJK characters)."""
     path = Path(path)
     info = probe(path)
     checks = []
@@ -335,4 +541,50 @@ def review_checks(path: Path, *, duration_s: float, width: int, height: int, aud
         checks.append({"check": "audio", "ok": audible or not audio_required,
                        "detail": f"{info['audio_codec']} stream, peak {loudest:.1f} dB"
                                  + ("" if audible else " (silent)")})
+    if narration_required:
+        checks.append(_narration_check(path, lines or [], has_audio))
+    if lines is not None:
+        checks.append(_timing_check(lines))
+    if loudness_target is not None:
+        measured = loudness_measure(path) if has_audio else {"integrated_lufs": -70.0, "true_peak_dbtp": 0.0}
+        level, peak = measured["integrated_lufs"], measured["true_peak_dbtp"]
+        checks.append({"check": "loudness", "ok": abs(level - loudness_target) <= loudness_tolerance
+                       and peak <= max_true_peak,
+                       "detail": f"{level:.1f} LUFS integrated (target {loudness_target:g} ± {loudness_tolerance:g}), "
+                                 f"true peak {peak:.1f} dBTP (at most {max_true_peak:g})"})
+    if cues is not None:
+        over = [cue for cue in cues if subs.line_overflows(cue)]
+        checks.append({"check": "subtitles", "ok": not over,
+                       "detail": ("too long: " + " | ".join(" / ".join(cue["lines"]) for cue in over[:3])) if over
+                       else f"{len(cues)} cues of at most {subs.MAX_LINES} lines"})
     return checks
+
+
+def _narration_check(path: Path, lines: list[dict], has_audio: bool) -> dict:
+    if not lines or not has_audio:
+        return {"check": "narration", "ok": False, "detail": "narration was asked for but nothing was spoken"}
+    rate = 8000
+    pcm = tool_run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1", "-ar", str(rate),
+                    "-f", "s16le", "-"], timeout=120).stdout
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768
+    quiet = []
+    for line in lines:
+        window = samples[int(line["start"] * rate):int(line["end"] * rate)]
+        level = 20 * np.log10(max(1e-9, float(np.sqrt(np.mean(window ** 2))) if len(window) else 1e-9))
+        if level < -45:
+            quiet.append(f"shot {line['shot']} ({level:.0f} dBFS)")
+    return {"check": "narration", "ok": not quiet,
+            "detail": ("silent where a line should be heard: " + ", ".join(quiet)) if quiet
+            else f"{len(lines)} lines heard"}
+
+
+def _timing_check(lines: list[dict]) -> dict:
+    late = [line for line in lines if line["end"] > line["shot_end"] + OVERRUN_S]
+    ordered = sorted(lines, key=lambda line: line["start"])
+    overlaps = [b for a, b in zip(ordered, ordered[1:]) if b["start"] < a["end"]]
+    problems = [f"shot {line['shot']} ends {line['end'] - line['shot_end']:.2f} s after its shot" for line in late]
+    problems += [f"shot {line['shot']} starts before the previous line ends" for line in overlaps]
+    return {"check": "timing", "ok": not problems,
+            "detail": "; ".join(problems) if problems else
+            f"{len(lines)} lines within their shots (sped up: {sum(1 for x in lines if x['tempo'] > 1)}, "
+            f"cut: {sum(1 for x in lines if x['cut'])})"}

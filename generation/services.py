@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -19,15 +20,22 @@ from generation.pipeline import steps as pipeline
 from generation.pipeline.stages import provider_settings
 from generation.policy import ModerationUnavailable, content_policy_check, policy_for
 from generation.providers.base import ProviderError, StageContext
+from generation.providers.offline.voice import NO_VOICE
+from generation.providers.openai.client import MEDIA_KINDS, estimate_media_cost
 from generation.providers.openai.text import estimate_cost, moderate
 from projects.models import Project
 from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
 from projects.templates import template_for_job
 from rights.error_codes import RightsErrors
 
-OPTION_DEFAULTS = {"duration_s": 30, "aspect_ratio": "16:9", "resolution": "720p", "shots": 8, "voice": ""}
+# voice: "auto" (or empty) narrates in the voice of the storyboard's language, "none" asks for no narration,
+# any other value names a voice (generation.providers.offline.voice.voices()).
+OPTION_DEFAULTS = {"duration_s": 30, "aspect_ratio": "16:9", "resolution": "720p", "shots": 8, "voice": "auto",
+                   "language": "auto"}
+VOICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,20}(\+[A-Za-z0-9_-]{1,10})?")
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 RESOLUTIONS = ("480p", "720p", "1080p")
+LANGUAGES = ("auto", "en", "zh")  # "auto": Chinese when the topic is written in CJK ideographs, else English
 LIMITS = {"duration_s": (5, 300), "shots": (1, 24)}
 
 
@@ -43,8 +51,11 @@ def job_options(*, template_settings: dict, options: dict) -> dict:
         errors["aspect_ratio"] = [f"one of {', '.join(ASPECT_RATIOS)}"]
     if merged["resolution"] not in RESOLUTIONS:
         errors["resolution"] = [f"one of {', '.join(RESOLUTIONS)}"]
-    if not isinstance(merged["voice"], str) or len(merged["voice"]) > 40:
-        errors["voice"] = ["a voice name of at most 40 characters, or empty"]
+    if not isinstance(merged["voice"], str) or not (merged["voice"] == "" or VOICE_NAME.fullmatch(merged["voice"])):
+        errors["voice"] = ["auto (the voice of the job's language), none (no narration) or a voice name such as "
+                           "en, en+f3 or cmn (letters, digits, - and _, at most 31 characters)"]
+    if merged["language"] not in LANGUAGES:
+        errors["language"] = [f"one of {', '.join(LANGUAGES)}"]
     if not errors and merged["duration_s"] / merged["shots"] < 1:
         errors["shots"] = ["each shot needs at least one second"]
     if errors:
@@ -66,6 +77,13 @@ def job_estimate(*, job: Job) -> Decimal:
         if name == "openai":
             total += estimate_cost(stage, job.options["duration_s"], job.options["shots"],
                                    provider_settings(job.organization_id, name))
+    # The media kinds whose first provider bills: an image per shot, the seconds of video, the narration.
+    for kind in MEDIA_KINDS:
+        if kind == "voice" and str(job.options.get("voice") or "auto").lower() == NO_VOICE:
+            continue
+        if pipeline.provider_chain(job, kind)[0] == "openai":
+            total += estimate_media_cost(kind, job.options["duration_s"], job.options["shots"],
+                                         provider_settings(job.organization_id, "openai"))
     return total
 
 

@@ -8,7 +8,12 @@ SHOT_TYPES = ["extreme_wide", "wide", "full", "medium_wide", "medium", "medium_c
 STYLE_NAMES = ["cinematic", "documentary", "animated", "minimalist", "vintage", "futuristic", "nature", "urban",
                "commercial", "artistic", "scifi", "fantasy"]
 
+LANGUAGES = ["en", "zh"]
+
 _COLOR = {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}
+# The language a script or storyboard is written in; later stages pick the voice and subtitle font by it.
+# Optional: artifacts written before it existed, and other providers' outputs, may lack it.
+_LANGUAGE = {"enum": LANGUAGES}
 
 STYLE = {
     "type": "object",
@@ -28,6 +33,7 @@ SCRIPT = {
     "properties": {
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "synopsis": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "language": _LANGUAGE,
         "scenes": {
             "type": "array",
             "minItems": 1,
@@ -67,7 +73,8 @@ SHOT = {
 STORYBOARD = {
     "type": "object",
     "required": ["shots"],
-    "properties": {"shots": {"type": "array", "minItems": 1, "maxItems": 50, "items": SHOT}},
+    "properties": {"language": _LANGUAGE,
+                   "shots": {"type": "array", "minItems": 1, "maxItems": 50, "items": SHOT}},
 }
 
 

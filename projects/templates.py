@@ -39,7 +39,7 @@ PROVIDER_NAMES = ["offline", "openai", "diffusers"]
 # diffusers only has image pipelines (text to image, image to video); see DESIGN.md, Providers.
 TEXT_AND_VOICE_PROVIDER_NAMES = ["offline", "openai"]
 PROVIDERS_BY_KIND = {
-    "text": TEXT_AND_VOICE_PROVIDER_NAMES,
+    "text": [*TEXT_AND_VOICE_PROVIDER_NAMES, "transformers"],  # transformers: a local text model (workers)
     "image": PROVIDER_NAMES,
     "video": PROVIDER_NAMES,
     "voice": TEXT_AND_VOICE_PROVIDER_NAMES,
@@ -55,7 +55,8 @@ _DEFAULTS = {
     "aspect_ratio": "16:9",
     "resolution": "720p",
     "shots": 8,
-    "voice": "",
+    "voice": "auto",
+    "burn_subtitles": True,
     "providers": {kind: ["offline"] for kind in PROVIDER_KINDS},
     "approval_required": False,
     "prompts": {},
@@ -141,7 +142,10 @@ class TemplateSettings(_StrictSerializer):
     aspect_ratio = serializers.ChoiceField(choices=ASPECT_RATIOS, default="16:9")
     resolution = serializers.ChoiceField(choices=RESOLUTIONS, default="720p")
     shots = serializers.IntegerField(min_value=1, max_value=24, default=8)
-    voice = serializers.CharField(max_length=100, allow_blank=True, default="", help_text="Empty: no narration voice.")
+    voice = serializers.CharField(max_length=100, allow_blank=True, default="auto",
+                                  help_text="auto: the voice of the job's language; none: no narration.")
+    burn_subtitles = serializers.BooleanField(default=True, help_text="Burn the subtitles into the picture (the "
+                                              "video always carries them as a soft track too).")
     providers = ProviderChains(default=lambda: template_defaults()["providers"],
                                help_text="Per kind of stage, provider names in fallback order.")
     approval_required = serializers.BooleanField(default=False,

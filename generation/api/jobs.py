@@ -31,6 +31,9 @@ class JobOptionsIn(serializers.Serializer):
     resolution = serializers.ChoiceField(choices=services.RESOLUTIONS, required=False)
     shots = serializers.IntegerField(required=False, min_value=1, max_value=24)
     voice = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    language = serializers.ChoiceField(choices=services.LANGUAGES, required=False,
+                                       help_text="auto (the default): Chinese for a topic in CJK ideographs, "
+                                                 "else English.")
 
 
 class JobIn(StrictSerializer):

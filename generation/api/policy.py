@@ -16,7 +16,7 @@ from config.errors import NotFound
 from config.json_input import StrictModelSerializer, StrictSerializer
 from generation.budgets import spend_summary
 from generation.models import GenerationPolicy, ProviderCredential
-from generation.provider_settings import provider_settings_clean
+from generation.provider_settings import provider_settings_clean, provider_settings_schema
 from generation.providers import KINDS, PROVIDER_QUEUES, provider_names
 
 POLICY_FIELDS = ["monthly_budget", "user_daily_budget", "blocked_terms", "moderation_provider", "providers"]
@@ -80,8 +80,13 @@ class GenerationPolicyView(OrganizationAPIView):
         return Response(PolicySerializer(policy).data)
 
 
+@extend_schema_field(provider_settings_schema(list(PROVIDER_QUEUES)))
+class ProviderSettingsField(serializers.DictField):
+    """A provider's settings; the schema gives each provider's, typed (generation/provider_settings.py)."""
+
+
 class CredentialIn(StrictSerializer):
-    settings = serializers.DictField(
+    settings = ProviderSettingsField(
         required=False, default=dict,
         help_text="The provider's settings. An endpoint URL (base_url) must pass the outbound guard and numbers "
                   "stay within the provider's bounds; otherwise 400 naming the setting in `fields`")

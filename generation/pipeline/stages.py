@@ -19,11 +19,13 @@ from config.media import probe, sha256_file
 from generation import media
 from generation.error_codes import GenerationErrors
 from generation.models import Artifact, Job, ProviderCredential, Stage, Step
+from generation.music import music_bed
 from generation.pipeline import steps as pipeline
 from generation.pipeline.specs import SPEC
 from generation.policy import content_policy_check
 from generation.providers import provider_class
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
+from generation.providers.offline.voice import LANGUAGES, NO_VOICE, voice_resolve
 from generation.styles import STYLE_CATALOGUE
 from rights.models import Content
 from rights.registry import registration_enqueue
@@ -162,67 +164,129 @@ def _shot(job, step, inputs) -> dict:
     return shot
 
 
+def _previous_output(job, step) -> Artifact | None:
+    """This shot step's output before the producer edited the shot (None when the shot is unedited or never
+    ran): an edited shot's providers may build on it (an image edit of the old frame, a remix of the old clip)."""
+    if str(step.shot) not in (job.shot_edits or {}) or step.artifact_id is None:
+        return None
+    artifact = step.artifact
+    return artifact if artifact.digest != step.input_digest else None
+
+
 def run_frame(*, job, step, inputs, provider, ctx):
     out = ctx.work_dir / "frame.png"
-    result = provider_class("image", provider)().frame(
-        shot=_shot(job, step, inputs), style=inputs[(Stage.STYLE, 0)].data, out=out, ctx=ctx)
-    return _file_output(result, "image", out, f"frame-{step.shot}.png")
+    image_provider = provider_class("image", provider)
+    shot = _shot(job, step, inputs)
+    previous = _previous_output(job, step) if getattr(image_provider, "takes_reference_image", False) else None
+    if previous is not None and previous.file:
+        # The digest leaves this out on purpose: it follows from the edit, which the digest does hold.
+        shot["reference_image"] = str(_local_copy(previous, ctx.work_dir, "reference.png"))
+    result = image_provider().frame(shot=shot, style=inputs[(Stage.STYLE, 0)].data, out=out, ctx=ctx)
+    output = _file_output(result, "image", out, f"frame-{step.shot}.png")
+    if result.usage.get("drawn"):  # what the frame shows (the offline painter's record), kept with the artifact
+        output["data"] = {"drawn": result.usage["drawn"]}
+    return output
 
 
 def run_clip(*, job, step, inputs, provider, ctx):
     frame = _local_copy(inputs[(Stage.FRAME, step.shot)], ctx.work_dir, "frame.png")
     out = ctx.work_dir / "clip.mp4"
-    result = provider_class("video", provider)().clip(
-        shot=_shot(job, step, inputs), style=inputs[(Stage.STYLE, 0)].data, frame=frame,
+    video_provider = provider_class("video", provider)
+    shot = _shot(job, step, inputs)
+    previous = _previous_output(job, step) if getattr(video_provider, "remixes_previous", False) else None
+    if previous is not None and (previous.data or {}).get("remote_video_id"):
+        shot["previous_remote_video_id"] = previous.data["remote_video_id"]
+    result = video_provider().clip(
+        shot=shot, style=inputs[(Stage.STYLE, 0)].data, frame=frame,
         fps=int(job.options.get("fps", 24)), out=out, ctx=ctx)
-    return _file_output(result, "video", out, f"clip-{step.shot}.mp4")
+    output = _file_output(result, "video", out, f"clip-{step.shot}.mp4")
+    if result.usage.get("remote_video_id"):
+        # Kept with the clip, so a later edit of the shot remixes the endpoint's video instead of starting over.
+        output["data"] = {"remote_video_id": result.usage["remote_video_id"]}
+    return output
+
+
+def _derived_artifact(job, step, name: str, kind: str, path: Path, file_name: str) -> Artifact:
+    """A second file of a step (thumbnail, subtitles), addressed by the step's digest and its name."""
+    artifact, _ = Artifact.objects.get_or_create(
+        digest=hashlib.sha256(f"{step.input_digest}:{name}".encode()).hexdigest(),
+        defaults={"organization_id": job.organization_id, "kind": kind, "content_hash": sha256_file(path),
+                  "size": path.stat().st_size, "file": File(open(path, "rb"), name=file_name)})
+    return artifact
 
 
 def run_compose(*, job, step, inputs, provider, ctx):
 
     storyboard = inputs[(Stage.STORYBOARD, 0)].data
+    language = storyboard.get("language") if storyboard.get("language") in LANGUAGES else "en"
     count = pipeline.shots_of(job)
     shots = [pipeline.effective_shot(job, storyboard, n) for n in range(1, count + 1)]
     clips = [_local_copy(inputs[(Stage.CLIP, n)], ctx.work_dir, f"clip-{n}.mp4") for n in range(1, count + 1)]
     narration, cost = None, Decimal("0")
-    voice = job.options.get("voice", "")
-    if voice:
+    voice = (job.options.get("voice") or "auto").strip()
+    if voice.lower() != NO_VOICE:
         narrator = provider_class("voice", pipeline.provider_chain(job, "voice")[0])()
         narration = []
         for shot in shots:
-            spoken = narrator.narrate(text=shot.get("dialogue", ""), voice=voice,
+            text = shot.get("dialogue", "")
+            # The offline engine's voice for the language (Chinese text always gets a Mandarin voice).
+            spoken = narrator.narrate(text=text, voice=voice_resolve(voice, language=language, text=text),
                                       out=ctx.work_dir / f"voice-{shot['number']}.wav", ctx=ctx)
             narration.append(spoken.value)
             cost += spoken.cost
+    # The bed follows the style's mood; the style reaches compose through the storyboard, so its step's
+    # output is read here rather than made another input (the digest already covers it).
+    style_step = job.steps.filter(stage=Stage.STYLE).select_related("artifact").first()
+    style = (style_step.artifact.data if style_step and style_step.artifact else None) or {
+        "name": job.style, **STYLE_CATALOGUE.get(job.style, {})}
+    bed = music_bed(ctx.work_dir / "music.wav", duration_s=sum(float(s.get("duration_s") or 0) for s in shots),
+                    style=str(style.get("name", job.style)), mood=str(style.get("mood", "")), seed=step.input_digest)
+    burn = bool((job.template_snapshot.get("settings") or {}).get("burn_subtitles", True))
     width, height = ctx.size
     out = ctx.work_dir / "video.mp4"
-    media.compose(clips, shots, out, width=width, height=height, fps=int(job.options.get("fps", 24)),
-                  narration=narration)
+    composed = media.compose_timed(clips, shots, out, width=width, height=height, fps=int(job.options.get("fps", 24)),
+                                   narration=narration, music=bed, subtitles=burn, language=language)
     thumbnail = media.thumbnail(out, ctx.work_dir / "thumbnail.jpg")
     metadata = probe(out)
-    thumb_artifact, _ = Artifact.objects.get_or_create(
-        digest=hashlib.sha256(f"{step.input_digest}:thumbnail".encode()).hexdigest(),
-        defaults={"organization_id": job.organization_id, "kind": "image", "content_hash": sha256_file(thumbnail),
-                  "size": thumbnail.stat().st_size,
-                  "file": File(open(thumbnail, "rb"), name=f"thumbnail-{job.pk}.jpg")})
+    thumb_artifact = _derived_artifact(job, step, "thumbnail", "image", thumbnail, f"thumbnail-{job.pk}.jpg")
+    srt = _derived_artifact(job, step, "subtitles.srt", "subtitles", composed["srt"], f"subtitles-{job.pk}.srt")
+    vtt = _derived_artifact(job, step, "subtitles.vtt", "subtitles", composed["vtt"], f"subtitles-{job.pk}.vtt")
     output = _file_output(Result(None, cost=cost), "video", out, f"video-{job.pk}.mp4")
     output["data"] = {"metadata": metadata, "thumbnail_artifact": str(thumb_artifact.pk),
-                      "narrated": any(path is not None for path in (narration or []))}
+                      "subtitle_artifacts": {"srt": str(srt.pk), "vtt": str(vtt.pk)},
+                      "narrated": bool(composed["lines"]), "narration_asked": voice.lower() != NO_VOICE,
+                      "language": language, "lines": composed["lines"], "cues": composed["cues"],
+                      "loudness_gain_db": composed["loudness_gain_db"]}
     return output
+
+
+# The reason code of a failed review: the first failed check's, in this order.
+REVIEW_CODES = {"narration": GenerationErrors.REVIEW_NARRATION_SILENT,
+                "timing": GenerationErrors.REVIEW_NARRATION_OVERRUN,
+                "loudness": GenerationErrors.REVIEW_LOUDNESS,
+                "subtitles": GenerationErrors.REVIEW_SUBTITLE_OVERFLOW}
 
 
 def run_review(*, job, step, inputs, provider, ctx):
 
     video = _local_copy(inputs[(Stage.COMPOSE, 0)], ctx.work_dir, "video.mp4")
     width, height = ctx.size
-    # Narration is required only where a speech engine produced it (none may be installed).
-    narrated = bool((inputs[(Stage.COMPOSE, 0)].data or {}).get("narrated"))
+    composed = inputs[(Stage.COMPOSE, 0)].data or {}
+    # Narration is asked for unless the job said none; a voice provider that has no engine (Result(None)
+    # for every line) still fails the review then: the video would be silent where a voice was promised.
+    asked = composed.get("narration_asked", str(job.options.get("voice") or "auto").lower() != NO_VOICE)
+    narrated = bool(composed.get("narrated"))
+    has_text = any((c.get("lines") for c in composed.get("cues") or []))
     checks = media.review_checks(video, duration_s=float(job.options["duration_s"]), width=width, height=height,
-                                 audio_required=bool(job.options.get("voice")) and narrated)
+                                 audio_required=asked and narrated, narration_required=asked and has_text,
+                                 lines=composed.get("lines"), cues=composed.get("cues"),
+                                 loudness_target=media.LOUDNESS_TARGET_LUFS if "lines" in composed else None)
     Job.objects.filter(pk=job.pk).update(review=checks)
     failed = [check for check in checks if not check["ok"]]
     if failed:
-        raise StageFailed("review_failed", "; ".join(f"{c['check']}: {c['detail']}" for c in failed),
+        code = next((REVIEW_CODES[c["check"]] for c in failed if c["check"] in REVIEW_CODES),
+                    GenerationErrors.REVIEW_FAILED)
+        raise StageFailed(code, "; ".join(f"{c['check']}: {c['detail']}" for c in failed),
                           retryable=False, refused=True)
     return _json_output(Result({"checks": checks}))
 

@@ -131,6 +131,8 @@ def step_params(job: Job, step: Step, inputs: dict[tuple, Artifact]) -> dict:
         params.update(topic=job.topic, style=job.style)
     elif step.stage in (Stage.SCRIPT, Stage.STORYBOARD):
         params.update(topic=job.topic, duration_s=options["duration_s"], shots=shots_of(job))
+        if options.get("language", "auto") != "auto":  # "auto" follows from the topic; keeps older digests
+            params["language"] = options["language"]
     elif step.stage in (Stage.FRAME, Stage.CLIP):
         storyboard = inputs[(Stage.STORYBOARD, 0)].data
         params.update(shot=effective_shot(job, storyboard, step.shot), resolution=options["resolution"],
@@ -141,6 +143,7 @@ def step_params(job: Job, step: Step, inputs: dict[tuple, Artifact]) -> dict:
             shots=[effective_shot(job, storyboard, n) for n in range(1, shots_of(job) + 1)],
             resolution=options["resolution"], aspect_ratio=options["aspect_ratio"], fps=options.get("fps", 24),
             voice=options.get("voice", ""),
+            burn_subtitles=bool((job.template_snapshot.get("settings") or {}).get("burn_subtitles", True)),
         )
     elif step.stage == Stage.REVIEW:
         params.update(duration_s=options["duration_s"], resolution=options["resolution"],

@@ -27,7 +27,7 @@ from projects.schemas import STYLE_NAMES
 from projects.selectors import project_list
 
 TEMPLATE_CHOICES_MAX = 200  # the select lists the organization's templates first, then public ones
-OPTION_FIELDS = ["duration_s", "aspect_ratio", "resolution", "shots", "voice"]
+OPTION_FIELDS = ["duration_s", "aspect_ratio", "resolution", "shots", "voice", "language"]
 
 
 # --- the list ----------------------------------------------------------------------------------
@@ -81,7 +81,11 @@ class JobNewForm(forms.Form):
                             help_text=gettext_lazy("From 1 to 24; each shot needs at least one second."),
                             widget=forms.NumberInput(attrs={"min": 1, "max": 24}))
     voice = forms.CharField(label=gettext_lazy("Voice"), required=False, max_length=40,
-                            help_text=gettext_lazy("Empty: no narration voice."))
+                            help_text=gettext_lazy("Empty or “auto”: the voice of the job’s language; “none”: no narration."))
+    language = forms.ChoiceField(label=gettext_lazy("Language"), required=False,
+                                 choices=[("auto", gettext_lazy("Detect from the topic")), ("en", "English"),
+                                          ("zh", "中文")],
+                                 help_text=gettext_lazy("The language of the script, narration and subtitles."))
 
     def __init__(self, *args, projects, **kwargs):
         super().__init__(*args, **kwargs)

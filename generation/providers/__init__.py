@@ -10,12 +10,16 @@ PROVIDERS: dict[tuple[str, str], str] = {
     ("video", "offline"): "generation.providers.offline.video.OfflineVideo",
     ("voice", "offline"): "generation.providers.offline.voice.OfflineVoice",
     ("text", "openai"): "generation.providers.openai.text.OpenAIText",
+    ("image", "openai"): "generation.providers.openai.image.OpenAIImage",
+    ("video", "openai"): "generation.providers.openai.video.OpenAIVideo",
+    ("voice", "openai"): "generation.providers.openai.voice.OpenAIVoice",
     ("image", "diffusers"): "generation.providers.diffusers.media.DiffusersImage",
     ("video", "diffusers"): "generation.providers.diffusers.media.DiffusersVideo",
+    ("text", "transformers"): "generation.providers.transformers.text.TransformersText",
 }
 
 # Queues of the providers, known without importing them (the web tier routes steps with this).
-PROVIDER_QUEUES = {"offline": "cpu", "openai": "llm", "diffusers": "gpu"}
+PROVIDER_QUEUES = {"offline": "cpu", "openai": "llm", "diffusers": "gpu", "transformers": "gpu"}
 KINDS = ("text", "image", "video", "voice")
 
 

@@ -1,7 +1,8 @@
 """Budgets (monthly per organization, daily per member) and the content policy."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
@@ -213,3 +214,25 @@ def test_texts_of_scripts_and_storyboards(tenant_a):
         content_policy_check(organization_id=tenant_a.organization.pk, texts=script_texts(script))
     with pytest.raises(ContentRefused, match="storyboard shot 2"):
         content_policy_check(organization_id=tenant_a.organization.pk, texts=storyboard_texts(storyboard))
+
+
+def test_the_estimate_counts_the_media_a_remote_provider_bills(tenant_a):
+    """An image per shot, the seconds of video and the narration's characters, at the configured prices,
+    are counted before the job starts: over the budget, the job is refused (402) with nothing queued."""
+    owner = tenant_a.client()
+    prices = {"per_image": "0.5", "per_video_second": "0.25", "per_speech_character": "0"}
+    assert owner.put("/api/v1/providers/openai", {"api_key": "sk-test", "settings": {"prices": prices}},
+                     format="json").status_code in (200, 201)
+    assert owner.patch("/api/v1/generation-policy", {"monthly_budget": "5.00", "providers": {
+        "image": ["openai", "offline"], "video": ["offline"]}}, format="json").status_code == 200
+    project = tenant_a.project("Remote")
+    body = {"project": str(project.pk), "topic": "a reusable glass water bottle",
+            "options": {"duration_s": 10, "shots": 4, "voice": "none"}}
+    accepted = owner.post("/api/v1/jobs", body, format="json")
+    assert accepted.status_code == 201, accepted.content
+    assert Decimal(accepted.json()["estimated_cost"]) == Decimal("2.0")  # 4 images at 0.5; offline video is free
+    assert owner.patch("/api/v1/generation-policy", {"providers": {
+        "image": ["openai", "offline"], "video": ["openai", "offline"]}}, format="json").status_code == 200
+    refused = owner.post("/api/v1/jobs", {**body, "topic": "a second bottle"}, format="json")
+    # 4 images (2.0) and 4 clips rendered 4 s each at 0.25 (4.0), over what is left of the 5.00
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exceeded", refused.content

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from projects import schemas
 from config.media import ffmpeg_exe, probe
 from generation.providers.base import ProviderError, ProviderRefused, StageContext
 from generation.providers.offline import OfflineImage, OfflineText, OfflineVideo, OfflineVoice, palette_colors
 from generation.styles import STYLE_CATALOGUE
+from projects import schemas
 
 
 def make_ctx(tmp_path: Path, resolution: str = "480p", aspect_ratio: str = "16:9", prompts: dict | None = None,
@@ -288,6 +288,8 @@ def test_clip_of_an_unreadable_frame_fails_cleanly(tmp_path):
 # --- voice --------------------------------------------------------------------------------------------
 
 def test_voice_without_an_engine_returns_none(tmp_path, monkeypatch):
+    """Neither the bundled library (it failed to load) nor a binary: no narration, no file."""
+    monkeypatch.setattr(OfflineVoice, "library", staticmethod(lambda: None))
     monkeypatch.setattr(OfflineVoice, "engine", staticmethod(lambda: None))
     result = OfflineVoice().narrate(text="Hello there.", voice="default", out=tmp_path / "v.wav",
                                     ctx=make_ctx(tmp_path))
@@ -296,7 +298,9 @@ def test_voice_without_an_engine_returns_none(tmp_path, monkeypatch):
 
 
 def test_voice_uses_a_local_engine(tmp_path, monkeypatch):
-    """A stand-in espeak-ng on PATH: the provider passes the voice, the output path and the text file."""
+    """Where the bundled library cannot load, a stand-in espeak-ng on PATH: the provider passes the voice, the
+    output path and the text file."""
+    monkeypatch.setattr(OfflineVoice, "library", staticmethod(lambda: None))
     fake = tmp_path / "bin" / "espeak-ng"
     fake.parent.mkdir()
     fake.write_text(

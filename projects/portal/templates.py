@@ -67,7 +67,7 @@ class TemplateForm(forms.Form):
     resolution = forms.ChoiceField(label=gettext_lazy("Resolution"), choices=[(r, r) for r in RESOLUTIONS])
     shots = forms.IntegerField(label=gettext_lazy("Shots"))
     voice = forms.CharField(label=gettext_lazy("Voice"), max_length=100, required=False,
-                            help_text=gettext_lazy("Empty: no narration voice."))
+                            help_text=gettext_lazy("Empty or “auto”: the voice of the job’s language; “none”: no narration."))
     approval_required = forms.BooleanField(
         label=gettext_lazy("Wait for a reviewer's approval before protection"), required=False)
 

@@ -25,62 +25,40 @@ Settings read from `ctx.settings` (the organization's `openai` credential, secre
                      1,000 each)
     moderation_model default "omni-moderation-latest"
 
-SETTING_BOUNDS holds those bounds: the settings API refuses a value outside them (400 naming the setting)
-and a stored one is clamped into them when read.
+client.py holds those bounds (SETTING_BOUNDS) and the whole credential's schema (SETTINGS_SCHEMA, the image,
+video and voice kinds' settings too), the SDK client and the retry loop: the settings API refuses a value
+outside them (400 naming the setting) and a stored one is clamped into them when read.
 
 Errors carry a stable code (ProviderError.code) and the endpoint's HTTP status, never its answer's body:
 the body is logged here, truncated, and nothing more of it travels.
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
-import random
 import re
-import time
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Callable, ClassVar
 
-import openai
-
-from config.error_codes import KernelErrors
-from config.outbound import OutboundUrlNotAllowed, outbound_http_client, outbound_url_check
 from generation.error_codes import GenerationErrors
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
+from generation.providers.openai.client import (  # noqa: F401  (retry_after_seconds, settings_problems: API)
+    SETTING_BOUNDS,
+    call_with_retries,
+    openai_client,
+    price,
+    retry_after_seconds,
+    setting_number,
+    settings_problems,
+)
 from projects import schemas
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
-DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_MAX_ATTEMPTS = 4
-DEFAULT_BACKOFF_S = 1.0
-DEFAULT_MAX_BACKOFF_S = 30.0
 
-# (minimum, maximum, type) of each numeric setting; see the module's docstring.
-SETTING_BOUNDS: dict[str, tuple[float, float, type]] = {
-    "timeout_s": (0.1, 600, float),
-    "max_attempts": (1, 10, int),
-    "backoff_s": (0, 60, float),
-    "max_backoff_s": (0, 600, float),
-    "temperature": (0, 2, float),
-    "max_tokens": (1, 1_000_000, int),
-    "seed": (-(2 ** 63), 2 ** 63 - 1, int),
-}
-PRICE_MAX = Decimal("1000")
-RESPONSE_FORMATS = ("json_object", "json_schema", "none")
-MAX_LOGGED_BODY = 500
-
-# Stable codes of ProviderError.code (README, "Errors").
-
-# 408 and 409 are what the SDK's own retry treats as transient too; other 4xx are our configuration or
-# request at fault, and repeating them only burns quota.
-RETRYABLE_STATUSES = {408, 409, 429}
-REFUSAL_CODES = {"content_policy_violation", "content_filter"}
 TEXT_STAGES = ("style", "script", "storyboard")
 STAGE_SCHEMAS = {"style": schemas.STYLE, "script": schemas.SCRIPT, "storyboard": schemas.STORYBOARD}
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
@@ -145,7 +123,7 @@ class OpenAIText:
         request = _request_options(settings, stage, schema)
 
         try:
-            with _client(settings) as client:
+            with openai_client(settings) as client:
                 for round_ in (1, 2):
                     try:
                         response, attempts = call_with_retries(
@@ -182,7 +160,7 @@ def moderate(text: str, ctx: StageContext) -> tuple[bool, str]:
         return False, ""
     settings = ctx.settings
     model = settings.get("moderation_model") or DEFAULT_MODERATION_MODEL
-    with _client(settings) as client:
+    with openai_client(settings) as client:
         response, _ = call_with_retries(lambda: client.moderations.create(input=text, model=model),
                                         settings=settings, ctx=ctx, what="openai moderation")
     flagged = any(result.flagged for result in response.results)
@@ -193,109 +171,9 @@ def moderate(text: str, ctx: StageContext) -> tuple[bool, str]:
     return True, ", ".join(categories) or "flagged"
 
 
-def call_with_retries(call: Callable[[], Any], *, settings: dict, ctx: StageContext | None,
-                      what: str) -> tuple[Any, int]:
-    """Run one SDK request, retrying 408/409/429/5xx, timeouts and connection errors; (response, attempts).
-
-    Waits backoff_s * 2**n (plus up to 25% jitter), or the server's Retry-After when it sends one.
-    Raises ProviderRefused for a content-policy refusal, ProviderError otherwise (with .attempts set).
-    A refusal of the outbound guard and a redirect are not retried: the next try would meet the same."""
-    max_attempts = setting_number(settings, "max_attempts", DEFAULT_MAX_ATTEMPTS)
-    backoff_s = setting_number(settings, "backoff_s", DEFAULT_BACKOFF_S)
-    max_backoff_s = setting_number(settings, "max_backoff_s", DEFAULT_MAX_BACKOFF_S)
-    attempt = 0
-    while True:
-        attempt += 1
-        retry_after = None
-        status = None
-        try:
-            return call(), attempt
-        except OutboundUrlNotAllowed as exc:  # raised by the vetting transport, at connect time
-            raise _attempted(ProviderError(f"{what}: {exc.message}",
-                                           code=KernelErrors.URL_NOT_ALLOWED), attempt) from None
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            _log_answer(what, exc)
-            if exc.code in REFUSAL_CODES:
-                raise _attempted(ProviderRefused(f"{what}: refused by the endpoint (content policy, HTTP {status})",
-                                                 upstream_status=status), attempt) from None
-            if 300 <= status < 400:
-                raise _attempted(ProviderError(f"{what}: HTTP {status}: the endpoint answered a redirect, which "
-                                               "is not followed; set base_url to the final address",
-                                               code=GenerationErrors.PROVIDER_REDIRECT, upstream_status=status),
-                             attempt) from None
-            if status not in RETRYABLE_STATUSES and status < 500:
-                raise _attempted(ProviderError(f"{what}: HTTP {status}: the endpoint refused the request",
-                                               code=GenerationErrors.PROVIDER_HTTP_ERROR, upstream_status=status),
-                             attempt) from None
-            retry_after = retry_after_seconds(exc.response.headers)
-            failure: Exception | None = None  # not chained: the SDK's error carries the answer's body
-            reason, code = f"HTTP {status}", GenerationErrors.PROVIDER_HTTP_ERROR
-        except openai.APITimeoutError as exc:  # before APIConnectionError, its parent
-            failure, reason, code = exc, "timed out", GenerationErrors.PROVIDER_TIMEOUT
-        except openai.APIConnectionError as exc:
-            # Only the cause's type (ConnectError, ...): its text may quote what the server sent (a broken
-            # status line) or name internal addresses.
-            cause = exc.__cause__ or exc
-            reason = f"connection failed ({type(cause).__name__})"
-            failure, code = exc, GenerationErrors.PROVIDER_UNREACHABLE
-        except openai.OpenAIError as exc:  # e.g. a reply the SDK cannot decode
-            log.warning("%s: unreadable answer: %s", what, str(exc)[:MAX_LOGGED_BODY])
-            raise _attempted(ProviderError(f"{what}: the endpoint's answer could not be read",
-                                           code=GenerationErrors.PROVIDER_BAD_ANSWER), attempt) from None
-
-        if attempt >= max_attempts:
-            raise _attempted(ProviderError(f"{what}: {reason}; gave up after {attempt} attempts", code=code,
-                                           upstream_status=status), attempt) from failure
-        if retry_after is not None and retry_after > max_backoff_s:
-            raise _attempted(ProviderError(f"{what}: {reason}; the server asks to wait {retry_after:g}s, more "
-                                           f"than max_backoff_s={max_backoff_s:g}", code=code,
-                                           upstream_status=status), attempt) from failure
-        if ctx is not None and ctx.is_cancelled():
-            raise _attempted(ProviderError(f"{what}: cancelled while retrying ({reason})", code=code,
-                                           upstream_status=status), attempt) from failure
-        delay = retry_after if retry_after is not None else backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4)
-        delay = min(delay, max_backoff_s)
-        log.warning("%s: %s (attempt %d of %d); retrying in %.2fs", what, reason, attempt, max_attempts, delay)
-        time.sleep(delay)
-
-
-def _log_answer(what: str, exc: openai.APIStatusError) -> None:
-    """The endpoint's error answer, for operators only: truncated, and never copied into an error."""
-    try:
-        body = exc.response.text
-    except Exception:  # a streamed answer already closed: nothing to show
-        body = ""
-    log.info("%s: HTTP %s from the endpoint: %s", what, exc.status_code, body[:MAX_LOGGED_BODY])
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds the server asks us to wait: `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def cost_of(usage: dict, settings: dict) -> Decimal:
     """Tokens x prices (per 1,000 tokens); 0 where no prices are configured."""
-    prices = settings.get("prices") or {}
-    per_in = _decimal(prices.get("input_per_1k", 0))
-    per_out = _decimal(prices.get("output_per_1k", 0))
+    per_in, per_out = price(settings, "input_per_1k"), price(settings, "output_per_1k")
     return (per_in * usage["prompt_tokens"] + per_out * usage["completion_tokens"]) / 1000
 
 
@@ -326,74 +204,6 @@ def estimate_cost(stage: str, duration_s: float, shots: int, settings: dict) -> 
                  "completion_tokens": math.ceil(c0 + c_shot * shots + c_sec * duration_s)}
         total += cost_of(usage, settings)
     return (total * ESTIMATE_MARGIN).quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
-
-
-def _client(settings: dict) -> openai.OpenAI:
-    base_url = settings.get("base_url") or DEFAULT_BASE_URL
-    api_key = settings.get("api_key")
-    if not api_key and base_url.rstrip("/") == DEFAULT_BASE_URL:
-        raise ProviderError("openai: no api_key configured for api.openai.com",
-                            code=GenerationErrors.PROVIDER_MISCONFIGURED)
-    try:
-        outbound_url_check(base_url, what="base_url")  # the URL's form; each connection vets its address again
-    except OutboundUrlNotAllowed as exc:
-        raise ProviderError(f"openai: {exc.message}", code=KernelErrors.URL_NOT_ALLOWED) from None
-    timeout = setting_number(settings, "timeout_s", DEFAULT_TIMEOUT_S)
-    # Always pass a key: left empty, the SDK would read OPENAI_API_KEY from the worker's environment, which
-    # must never stand in for a tenant's own key. Self-hosted servers accept any value.
-    return openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout, max_retries=0,
-                         http_client=outbound_http_client(timeout=timeout, what="base_url"))
-
-
-def setting_number(settings: dict, name: str, default):
-    """A numeric setting, clamped into SETTING_BOUNDS (the API refused out-of-range values when they were
-    saved; this keeps an older or hand-edited value harmless); the default when unset or unreadable."""
-    low, high, kind = SETTING_BOUNDS[name]
-    value = settings.get(name)
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError, OverflowError):
-        return default
-    if isinstance(number, float) and not math.isfinite(number):
-        return default
-    return min(max(number, kind(low)), kind(high))
-
-
-def settings_problems(settings: dict) -> dict[str, list[str]]:
-    """What is wrong with a set of openai settings, by setting name (empty when nothing is): numbers outside
-    SETTING_BOUNDS, unknown response formats, prices that are no amounts. The base URL is the caller's (the
-    outbound guard, config/outbound.py)."""
-    problems: dict[str, list[str]] = {}
-    for name, (low, high, kind) in SETTING_BOUNDS.items():
-        value = settings.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                kind is int and not float(value).is_integer()):
-            problems[name] = [f"must be {'a whole number' if kind is int else 'a number'} from {low:g} to {high:g}"]
-        elif not (math.isfinite(value) and low <= value <= high):
-            problems[name] = [f"must be from {low:g} to {high:g}"]
-    if settings.get("response_format") is not None and settings["response_format"] not in RESPONSE_FORMATS:
-        problems["response_format"] = [f"must be one of {', '.join(RESPONSE_FORMATS)}"]
-    prices = settings.get("prices")
-    if prices is not None:
-        if not isinstance(prices, dict) or set(prices) - {"input_per_1k", "output_per_1k"}:
-            problems["prices"] = ["must be an object with input_per_1k and output_per_1k"]
-        else:
-            for key, value in prices.items():
-                try:
-                    amount = Decimal(str(value))
-                except ArithmeticError:
-                    amount = None
-                if isinstance(value, bool) or amount is None or not amount.is_finite() or not 0 <= amount <= PRICE_MAX:
-                    problems.setdefault("prices", []).append(f"{key} must be an amount from 0 to {PRICE_MAX}")
-    for name in ("model", "moderation_model", "base_url"):
-        value = settings.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > 2000):
-            problems[name] = ["must be a string of at most 2000 characters"]
-    return problems
 
 
 def _request_options(settings: dict, stage: str, schema: dict) -> dict:
@@ -469,12 +279,3 @@ def _as_dict(model) -> dict:
     if hasattr(model, "to_dict"):
         return model.to_dict()
     return dict(getattr(model, "__dict__", {}))
-
-
-def _decimal(value) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
-
-
-def _attempted(exc: ProviderError, attempts: int) -> ProviderError:
-    exc.attempts = attempts
-    return exc
