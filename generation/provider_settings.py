@@ -71,7 +71,8 @@ class ProviderSettingsInvalid(DomainError):
 
 def provider_settings_read(*, organization_id: int, provider: str) -> dict:
     """The organization's stored settings for `provider`, its secret decrypted as `api_key` ({} when none);
-    inside the organization's tenant scope (a step's)."""
+    inside the organization's tenant scope (a step's). The models are imported here, not at the top:
+    this module's settings checks import without Django's app registry."""
     from accounts.crypto import secret_decrypt
     from generation.models import ProviderCredential
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 from django.core.files import File
 
-from accounts.crypto import secret_decrypt
 from config.errors import DomainError
 from config.media import probe, sha256_file
 from generation import media
 from generation.error_codes import GenerationErrors
-from generation.models import Artifact, Job, ProviderCredential, Stage, Step
+from generation.models import Artifact, Job, Stage, Step
 from generation.music import music_bed
 from generation.pipeline import steps as pipeline
 from generation.pipeline.specs import SPEC
 from generation.policy import content_policy_check
+from generation.provider_settings import provider_settings_read
 from generation.providers import provider_class
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 from generation.providers.offline.voice import LANGUAGES, NO_VOICE, voice_resolve
@@ -42,13 +42,7 @@ class StageFailed(Exception):
 
 
 def provider_settings(organization_id: int, name: str) -> dict:
-    credential = ProviderCredential.objects.filter(provider=name).first()
-    if credential is None:
-        return {}
-    values = dict(credential.settings)
-    if credential.secret_encrypted:
-        values["api_key"] = secret_decrypt(credential.secret_encrypted)
-    return values
+    return provider_settings_read(organization_id=organization_id, provider=name)
 
 
 def _local_copy(artifact: Artifact, work_dir: Path, name: str) -> Path:

@@ -7,6 +7,7 @@ the input itself is unacceptable (retrying would not help).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -112,3 +113,20 @@ class VoiceProvider(Protocol):
     queue: ClassVar[str]
 
     def narrate(self, *, text: str, voice: str, out: Path, ctx: StageContext) -> Result: ...
+
+
+def setting_bounded(settings: dict, name: str, default, bounds: dict[str, tuple[float, float, type]]):
+    """A provider's numeric setting, clamped into its (low, high, type) of `bounds`: the API refused values out
+    of range when they were saved, and this keeps an older or hand-edited value harmless; `default` when the
+    setting is unset or unreadable."""
+    low, high, kind = bounds[name]
+    value = settings.get(name)
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if isinstance(number, float) and not math.isfinite(number):
+        return default
+    return min(max(number, kind(low)), kind(high))

@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 from generation.providers.base import StageContext
-from generation.providers.offline import OfflineImage, OfflineText
+from generation.providers.offline import OfflineImage
 from generation.providers.offline.common import SETTINGS, SUBJECTS, language_detect
 from generation.providers.offline.image import scene_pick
 from generation.providers.offline.text import line_budget, line_size, topic_parse
 from generation.styles import STYLE_CATALOGUE
+from generation.tests.test_offline import plan as offline_plan
 from projects import schemas
 
 # The old planner's fill-in sentences ("This is {topic}.", ...): none may come back.
@@ -38,11 +39,7 @@ def make_ctx(tmp_path: Path, organization_id: int = 1, language: str | None = No
 
 
 def plan(topic: str, ctx: StageContext, duration_s: float = 30.0, shots: int = 8):
-    text = OfflineText()
-    style = text.style(topic=topic, catalogue=STYLE_CATALOGUE, ctx=ctx).value
-    script = text.script(topic=topic, style=style, duration_s=duration_s, shots=shots, ctx=ctx).value
-    board = text.storyboard(script=script, style=style, shots=shots, duration_s=duration_s, ctx=ctx).value
-    return style, script, board
+    return offline_plan(topic, ctx, duration_s=duration_s, shots=shots)  # test_offline.py's, at 30 s and 8 shots
 
 
 def frames(board: dict, style: dict, ctx: StageContext, tmp_path: Path) -> list[dict]:

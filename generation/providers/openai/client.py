@@ -22,7 +22,7 @@ import openai
 from config.error_codes import KernelErrors
 from config.outbound import OutboundUrlNotAllowed, outbound_http_client, outbound_url_check
 from generation.error_codes import GenerationErrors
-from generation.providers.base import ProviderError, ProviderRefused, StageContext
+from generation.providers.base import ProviderError, ProviderRefused, StageContext, setting_bounded
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +117,8 @@ SETTINGS_SCHEMA: dict = {
 
 
 def setting_number(settings: dict, name: str, default):
-    """A numeric setting, clamped into SETTING_BOUNDS (the API refused out-of-range values when they were
-    saved; this keeps an older or hand-edited value harmless); the default when unset or unreadable."""
-    low, high, kind = SETTING_BOUNDS[name]
-    value = settings.get(name)
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError, OverflowError):
-        return default
-    if isinstance(number, float) and not math.isfinite(number):
-        return default
-    return min(max(number, kind(low)), kind(high))
+    """A numeric setting clamped into SETTING_BOUNDS, or the default (generation.providers.base.setting_bounded)."""
+    return setting_bounded(settings, name, default, SETTING_BOUNDS)
 
 
 def price(settings: dict, key: str) -> Decimal:

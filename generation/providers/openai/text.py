@@ -42,6 +42,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Callable, ClassVar
 
 from generation.error_codes import GenerationErrors
+from generation.providers import prompts
 from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
 from generation.providers.openai.client import (  # noqa: F401  (retry_after_seconds, settings_problems: API)
     SETTING_BOUNDS,
@@ -72,40 +73,18 @@ class OpenAIText:
     queue: ClassVar[str] = "llm"
 
     def style(self, *, topic: str, catalogue: dict, ctx: StageContext) -> Result:
-        names = _catalogue_names(catalogue)
-        user = (f"Topic: {topic}\n\nChoose the visual style that fits this topic best. Use one of these style "
-                f"names exactly: {', '.join(names or schemas.STYLE_NAMES)}.\n"
-                f"Style catalogue: {json.dumps(catalogue, ensure_ascii=False, default=str)}\n"
-                "Give 3 to 8 palette colours as #rrggbb and a visual description an image model can follow.")
-
-        def check(data: dict) -> str | None:
-            if names and data["name"] not in names:
-                return f"style name '{data['name']}' is not in the catalogue; use one of: {', '.join(names)}"
-            return None
-
+        user, check = prompts.style_request(topic=topic, names=prompts.catalogue_names(catalogue),
+                                            catalogue_json=json.dumps(catalogue, ensure_ascii=False, default=str))
         return self._complete(stage="style", role="art director", user=user, ctx=ctx, check=check)
 
     def script(self, *, topic: str, style: dict, duration_s: float, shots: int, ctx: StageContext) -> Result:
-        user = (f"Topic: {topic}\nStyle: {json.dumps(style, ensure_ascii=False)}\n\n"
-                f"Write the script of a {duration_s:g}-second video in about {shots} scenes. Scene durations "
-                f"(duration_s, seconds) must add up to {duration_s:g}. Narration is spoken at about 2.5 words "
-                "per second, so keep each scene's narration within its duration.")
+        user = prompts.script_request(topic=topic, style=style, duration_s=duration_s, shots=shots)
         return self._complete(stage="script", role="screenwriter", user=user, ctx=ctx)
 
     def storyboard(self, *, script: dict, style: dict, shots: int, duration_s: float, ctx: StageContext) -> Result:
-        user = (f"Script: {json.dumps(script, ensure_ascii=False)}\nStyle: {json.dumps(style, ensure_ascii=False)}\n\n"
-                f"Break the script into exactly {shots} shots numbered 1 to {shots}, whose durations (duration_s, "
-                f"seconds, at least 0.5 each) add up to {duration_s:g}. Each description is the shot's first frame "
-                "as an image model should draw it. camera_movement is one of "
-                f"{', '.join(schemas.CAMERA_MOVEMENTS)}; shot_type is one of {', '.join(schemas.SHOT_TYPES)}.")
-
-        def check(data: dict) -> str | None:
-            if len(data["shots"]) != shots:
-                return f"expected exactly {shots} shots, got {len(data['shots'])}"
-            return None
-
+        user, check = prompts.storyboard_request(script=script, style=style, shots=shots, duration_s=duration_s)
         result = self._complete(stage="storyboard", role="storyboard artist", user=user, ctx=ctx, check=check)
-        result.value = _normalise_storyboard(result.value, duration_s)
+        result.value = prompts.storyboard_normalise(result.value, duration_s)
         return result
 
     def _complete(self, *, stage: str, role: str, user: str, ctx: StageContext,
@@ -248,29 +227,6 @@ def _parse_reply(response, schema: dict, stage: str, check) -> tuple[str, Any, s
         return text, None, str(exc)
     problem = check(data) if check else None
     return text, data, problem
-
-
-def _normalise_storyboard(data: dict, duration_s: float) -> dict:
-    """Number shots 1..n and scale their durations to add up to duration_s (models are loose with both)."""
-    shots = data["shots"]
-    for number, shot in enumerate(shots, start=1):
-        shot["number"] = number
-    total = sum(shot["duration_s"] for shot in shots)
-    if duration_s > 0 and total > 0 and abs(total - duration_s) > 0.01 * duration_s:
-        factor = duration_s / total
-        for shot in shots:
-            shot["duration_s"] = min(120.0, max(0.5, round(shot["duration_s"] * factor, 2)))
-    return data
-
-
-def _catalogue_names(catalogue) -> list[str]:
-    if isinstance(catalogue, dict):
-        names = list(catalogue)
-    elif isinstance(catalogue, (list, tuple)):
-        names = [item.get("name") if isinstance(item, dict) else item for item in catalogue]
-    else:
-        names = []
-    return [name for name in names if name in schemas.STYLE_NAMES]
 
 
 def _as_dict(model) -> dict:

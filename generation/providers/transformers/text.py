@@ -42,7 +42,8 @@ from decimal import Decimal
 from typing import Any, Callable, ClassVar
 
 from generation.error_codes import GenerationErrors
-from generation.providers.base import ProviderError, Result, StageContext
+from generation.providers import prompts
+from generation.providers.base import ProviderError, Result, StageContext, setting_bounded
 from generation.providers.offline.text import OfflineText
 from projects import schemas
 
@@ -93,47 +94,26 @@ class TransformersText:
     queue: ClassVar[str] = "gpu"
 
     def style(self, *, topic: str, catalogue: dict, ctx: StageContext) -> Result:
-        names = [name for name in (catalogue or {}) if name in schemas.STYLE_NAMES]
+        names = prompts.catalogue_names(catalogue)
         entries = {name: {"tags": entry.get("tags", []), "mood": entry.get("mood", "")}
-                   for name, entry in (catalogue or {}).items() if name in names}
-        user = (f"Topic: {topic}\n\nChoose the visual style that fits this topic best. Use one of these style "
-                f"names exactly: {', '.join(names or schemas.STYLE_NAMES)}.\n"
-                f"Styles: {json.dumps(entries, ensure_ascii=False)}\n"
-                "Give 3 to 8 palette colours as #rrggbb and a visual description an image model can follow.")
-
-        def check(data: dict) -> str | None:
-            if names and data["name"] not in names:
-                return f"style name '{data['name']}' is not one of: {', '.join(names)}"
-            return None
-
+                   for name, entry in (catalogue or {}).items() if name in names}  # short: a small context
+        user, check = prompts.style_request(topic=topic, names=names,
+                                            catalogue_json=json.dumps(entries, ensure_ascii=False))
         return self._complete(stage="style", role="art director", user=user, ctx=ctx, check=check,
                               fallback=lambda: OfflineText().style(topic=topic, catalogue=catalogue, ctx=ctx))
 
     def script(self, *, topic: str, style: dict, duration_s: float, shots: int, ctx: StageContext) -> Result:
-        user = (f"Topic: {topic}\nStyle: {json.dumps(style, ensure_ascii=False)}\n\n"
-                f"Write the script of a {duration_s:g}-second video in about {shots} scenes. Scene durations "
-                f"(duration_s, seconds) must add up to {duration_s:g}. Narration is spoken at about 2.5 words "
-                "per second, so keep each scene's narration within its duration.")
+        user = prompts.script_request(topic=topic, style=style, duration_s=duration_s, shots=shots)
         return self._complete(stage="script", role="screenwriter", user=user, ctx=ctx, fallback=lambda: OfflineText(
             ).script(topic=topic, style=style, duration_s=duration_s, shots=shots, ctx=ctx))
 
     def storyboard(self, *, script: dict, style: dict, shots: int, duration_s: float, ctx: StageContext) -> Result:
-        user = (f"Script: {json.dumps(script, ensure_ascii=False)}\nStyle: {json.dumps(style, ensure_ascii=False)}\n\n"
-                f"Break the script into exactly {shots} shots numbered 1 to {shots}, whose durations (duration_s, "
-                f"seconds, at least 0.5 each) add up to {duration_s:g}. Each description is the shot's first frame "
-                "as an image model should draw it. camera_movement is one of "
-                f"{', '.join(schemas.CAMERA_MOVEMENTS)}; shot_type is one of {', '.join(schemas.SHOT_TYPES)}.")
-
-        def check(data: dict) -> str | None:
-            if len(data["shots"]) != shots:
-                return f"expected exactly {shots} shots, got {len(data['shots'])}"
-            return None
-
+        user, check = prompts.storyboard_request(script=script, style=style, shots=shots, duration_s=duration_s)
         result = self._complete(stage="storyboard", role="storyboard artist", user=user, ctx=ctx, check=check,
                                 fallback=lambda: OfflineText().storyboard(script=script, style=style, shots=shots,
                                                                           duration_s=duration_s, ctx=ctx))
         if not result.usage.get("fallback"):
-            result.value = storyboard_normalise(result.value, duration_s)
+            result.value = prompts.storyboard_normalise(result.value, duration_s)
         return result
 
     def _complete(self, *, stage: str, role: str, user: str, ctx: StageContext, fallback: Callable[[], Result],
@@ -226,10 +206,10 @@ def reply_json(text: str) -> tuple[Any, list[str]]:
     return data, [*repairs, "trailing_commas"]
 
 
-def json_object_end(text: str, start: int) -> int | None:
-    """The index just past the brace that closes the object opening at text[start], or None when it never
-    closes. Braces and brackets inside strings do not count."""
-    depth, in_string, escaped = 0, False, False
+def json_outside_strings(text: str, start: int = 0):
+    """(index, char) of every character of `text` from `start` that is not inside a JSON string (the quotes
+    themselves and what escapes hide are left out)."""
+    in_string, escaped = False, False
     for index in range(start, len(text)):
         char = text[index]
         if in_string:
@@ -241,7 +221,16 @@ def json_object_end(text: str, start: int) -> int | None:
                 in_string = False
         elif char == '"':
             in_string = True
-        elif char in "{[":
+        else:
+            yield index, char
+
+
+def json_object_end(text: str, start: int) -> int | None:
+    """The index just past the brace that closes the object opening at text[start], or None when it never
+    closes. Braces and brackets inside strings do not count."""
+    depth = 0
+    for index, char in json_outside_strings(text, start):
+        if char in "{[":
             depth += 1
         elif char in "}]":
             depth -= 1
@@ -253,23 +242,9 @@ def json_object_end(text: str, start: int) -> int | None:
 def trailing_commas_remove(text: str) -> str:
     """`text` without the commas that only whitespace separates from a closing brace or bracket (outside
     strings): the commonest way a model's JSON is almost right."""
-    out, in_string, escaped = [], False, False
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == ",":
-            rest = text[index + 1:].lstrip()
-            if rest[:1] in ("}", "]"):
-                continue
-        out.append(char)
-    return "".join(out)
+    dropped = {index for index, char in json_outside_strings(text)
+               if char == "," and text[index + 1:].lstrip()[:1] in ("}", "]")}
+    return "".join(char for index, char in enumerate(text) if index not in dropped)
 
 
 def answer_check(text: str, schema: dict, stage: str, check) -> tuple[Any, list[str], str | None]:
@@ -283,19 +258,6 @@ def answer_check(text: str, schema: dict, stage: str, check) -> tuple[Any, list[
     except schemas.SchemaError as exc:
         return None, repairs, str(exc)
     return data, repairs, check(data) if check else None
-
-
-def storyboard_normalise(data: dict, duration_s: float) -> dict:
-    """Number shots 1..n and scale their durations to add up to duration_s (models are loose with both)."""
-    shots = data["shots"]
-    for number, shot in enumerate(shots, start=1):
-        shot["number"] = number
-    total = sum(shot["duration_s"] for shot in shots)
-    if duration_s > 0 and total > 0 and abs(total - duration_s) > 0.01 * duration_s:
-        factor = duration_s / total
-        for shot in shots:
-            shot["duration_s"] = min(120.0, max(0.5, round(shot["duration_s"] * factor, 2)))
-    return data
 
 
 # --- Generating -------------------------------------------------------------------------------------------
@@ -502,19 +464,8 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def setting_number(settings: dict, name: str, default):
-    """A numeric setting clamped into SETTING_BOUNDS (the API refused out-of-range values when they were saved);
-    the default when unset or unreadable."""
-    low, high, kind = SETTING_BOUNDS[name]
-    value = settings.get(name)
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError, OverflowError):
-        return default
-    if isinstance(number, float) and not math.isfinite(number):
-        return default
-    return min(max(number, kind(low)), kind(high))
+    """A numeric setting clamped into SETTING_BOUNDS, or the default (generation.providers.base.setting_bounded)."""
+    return setting_bounded(settings, name, default, SETTING_BOUNDS)
 
 
 def settings_problems(settings: dict) -> dict[str, list[str]]:
