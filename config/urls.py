@@ -9,6 +9,7 @@ from config.api import json_error_view
 from config.error_codes import KernelErrors
 from config.metrics import metrics_view
 from generation.portal import projects as portal_projects
+from generation.portal import providers as portal_providers
 from generation.portal import webhooks as portal_webhooks
 from projects import urls as projects_urls
 
@@ -33,6 +34,11 @@ accounts_pages = [
     path("", dashboard.dashboard, name="dashboard"),
     path("dashboard/jobs/", dashboard.dashboard_jobs, name="dashboard-jobs"),
     *accounts_urls.urlpatterns,
+    path("team/providers/", portal_providers.ProviderListPage.as_view(), name="team-providers"),
+    path("team/providers/<str:provider>/", portal_providers.ProviderSavePage.as_view(), name="team-provider-save"),
+    path("team/providers/<str:provider>/test", portal_providers.ProviderTestPage.as_view(), name="team-provider-test"),
+    path("team/providers/<str:provider>/delete", portal_providers.ProviderDeletePage.as_view(),
+         name="team-provider-delete"),
     path("team/webhooks/", portal_webhooks.WebhookListPage.as_view(), name="team-webhooks"),
     path("team/webhooks/<uuid:webhook_id>/", portal_webhooks.WebhookDetailPage.as_view(), name="team-webhook"),
     path("team/webhooks/<uuid:webhook_id>/edit/", portal_webhooks.WebhookEditPage.as_view(), name="team-webhook-edit"),

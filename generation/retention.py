@@ -5,7 +5,8 @@ output instead of reusing a digest whose file is gone.
 Intermediate: files no job shows or needs once it has finished, that is the shot frames and clips
 (the compose step turns them into the video), and files no job refers to any more (the earlier video
 and thumbnail of a job whose shots were edited, the files of deleted jobs). Never deleted: the composed
-video and thumbnail of any job (its download before protection, and what protect and review read),
+video of any job and the files made with it (its thumbnail and subtitles: its download before
+protection, and what protect and review read),
 the rights files (originals and protected outputs live on `rights.Content`, not here), the JSON
 outputs (style, script, storyboard: rows, not files, shown on the job page), and anything used by a
 job that is not finished, such as one awaiting approval, or used by any step within the window.
@@ -69,20 +70,33 @@ def _named_by_jobs(ids: list[str]) -> set[str]:
     return named
 
 
+def derived_files(data) -> list[str]:
+    """The ids of the files a video's compose step made beside it (its thumbnail, its subtitles)."""
+    if not isinstance(data, dict):
+        return []
+    subtitles = data.get("subtitle_artifacts") if isinstance(data.get("subtitle_artifacts"), dict) else {}
+    return [str(pk) for pk in (data.get("thumbnail_artifact"), *subtitles.values()) if pk]
+
+
+def _derived_of(ids: list[str]) -> Q:
+    return (Q(data__thumbnail_artifact__in=ids) | Q(data__subtitle_artifacts__srt__in=ids)
+            | Q(data__subtitle_artifacts__vtt__in=ids))
+
+
 def _referenced_elsewhere(ids: list[str], cutoff, *, videos_going: bool = True) -> set[str]:
     """Of these artifact ids, those still named elsewhere: by a job's output, or by the data of a video
-    that stays (its thumbnail). In the listing a video that goes in this same cleanup does not keep its
-    thumbnail; at the delete itself (videos_going=False) any video still there does: the video goes
-    first, its thumbnail right after it (artifacts_cleanup)."""
+    that stays (its thumbnail and subtitles). In the listing a video that goes in this same cleanup does
+    not keep them; at the delete itself (videos_going=False) any video still there does: the video goes
+    first, its files right after it (artifacts_cleanup)."""
     named = _named_by_jobs(ids)
-    videos = list(Artifact.objects.filter(data__thumbnail_artifact__in=ids).values_list("pk", "data"))
+    videos = list(Artifact.objects.filter(_derived_of(ids)).values_list("pk", "data"))
     if videos and not videos_going:
-        named.update(str(data.get("thumbnail_artifact")) for _, data in videos)
+        named.update(pk for _, data in videos for pk in derived_files(data))
     elif videos:
         video_ids = [str(pk) for pk, _ in videos]
         going = {str(pk) for pk in _expired(cutoff).filter(pk__in=video_ids).values_list("pk", flat=True)}
         going -= _named_by_jobs(video_ids)
-        named.update(str(data.get("thumbnail_artifact")) for pk, data in videos if str(pk) not in going)
+        named.update(derived for pk, data in videos if str(pk) not in going for derived in derived_files(data))
     return named
 
 
@@ -111,15 +125,17 @@ def artifacts_cleanup(*, older_than_days: int, dry_run: bool = False, limit: int
         batch, after = _expired_page(cutoff, after)
         more = after is not None
         for artifact in batch[:None if limit is None else limit - result.artifacts]:
-            deleted = artifact if dry_run else _artifact_delete(artifact.pk, cutoff)
-            while deleted is not None:
+            pending = [artifact if dry_run else _artifact_delete(artifact.pk, cutoff)]
+            while pending:
+                deleted = pending.pop(0)
+                if deleted is None:
+                    continue
                 result.artifacts += 1
                 result.bytes += deleted.size
-                # A thumbnail is deleted after its video, never before: a video that stays (reused
-                # meanwhile, or past the sweep's cap) never names a thumbnail that is gone.
-                thumbnail = (deleted.data or {}).get("thumbnail_artifact") if not dry_run and isinstance(
-                    deleted.data, dict) else None
-                deleted = _artifact_delete(thumbnail, cutoff) if thumbnail else None
+                # A video's thumbnail and subtitles are deleted after it, never before: a video that stays
+                # (reused meanwhile, or past the sweep's cap) never names a file that is gone.
+                if not dry_run:
+                    pending += [_artifact_delete(pk, cutoff) for pk in derived_files(deleted.data)]
     if result.artifacts and not dry_run:
         logger.info("artifact cleanup: deleted %d files (%d bytes) unused for %d days", result.artifacts,
                     result.bytes, older_than_days)

@@ -55,7 +55,7 @@ def job_file(job: Job, kind: str, shot: int = 0):
     thumbnail; a shot's first frame. None when there is none yet. While the job is held for a possible
     infringement its video and thumbnail are served to no one (RightsHeld, 409 `rights_hold`): they are
     the copy in question, and an operator has not released it yet."""
-    if kind in ("video", "thumbnail") and pipeline.rights_on_hold(job):
+    if kind in ("video", "thumbnail", *SUBTITLE_KINDS) and pipeline.rights_on_hold(job):
         raise RightsHeld()
     if kind == "video":
         compose = job_composed_video(job)
@@ -81,10 +81,17 @@ def job_composed_video(job: Job) -> Artifact | None:
     return step.artifact
 
 
+SUBTITLE_KINDS = ("srt", "vtt")  # the composed video's subtitles, kept beside it (run_compose)
+
+
 def job_artifact(job: Job, kind: str, shot: int = 0) -> Artifact | None:
-    """The current composed video, its thumbnail, or a shot's first frame."""
+    """The current composed video, its thumbnail or subtitles (`srt`, `vtt`), or a shot's first frame."""
     if kind == "video":
         return job_composed_video(job)
+    if kind in SUBTITLE_KINDS:
+        compose = job_composed_video(job)
+        artifact_id = ((compose.data or {}).get("subtitle_artifacts") or {}).get(kind) if compose else None
+        return Artifact.objects.filter(pk=artifact_id).first() if artifact_id else None
     if kind == "thumbnail":
         compose = job_composed_video(job)
         artifact_id = None

@@ -130,7 +130,10 @@ def finished_job(tenant, project, label: str):
 
     storyboard = artifact("json", "storyboard", data={"shots": [shot]})
     frame = artifact("image", "frame.png", b"\x89PNG fake")
-    video = artifact("video", "video.mp4", b"\x00\x00\x00\x18ftypmp42 fake video")
+    srt = artifact("subtitles", "subtitles.srt", f"1\n00:00:00,000 --> 00:00:02,000\n{label} line\n".encode())
+    vtt = artifact("subtitles", "subtitles.vtt", f"WEBVTT\n\n00:00.000 --> 00:02.000\n{label} line\n".encode())
+    video = artifact("video", "video.mp4", b"\x00\x00\x00\x18ftypmp42 fake video",
+                     data={"subtitle_artifacts": {"srt": str(srt.pk), "vtt": str(vtt.pk)}})
     thumbnail = artifact("image", "thumb.jpg", b"\xff\xd8 fake jpeg")
     job.steps.filter(stage=Stage.STORYBOARD).update(status=StepStatus.SUCCEEDED, artifact=storyboard)
     job.steps.filter(stage=Stage.FRAME).update(status=StepStatus.SUCCEEDED, artifact=frame)
@@ -156,6 +159,7 @@ A_VALUE_FOR_KWARG: dict[str, Callable[[Objects], object]] = {
     "content_id": lambda a: a.content.content_id,
     "asset_id": lambda a: a.content.id,
     "provider": lambda a: "openai",
+    "voice": lambda a: "en",
 }
 
 # --- the URL walk ------------------------------------------------------------------------------
@@ -339,8 +343,36 @@ def check_provider_settings(route: Route, client_b, tenant_a, tenant_b, a: Objec
     return failures
 
 
+def check_provider_pages(route: Route, client_b, tenant_a, tenant_b, a: Objects) -> list[str]:
+    """The providers' pages and connection test name a provider, not an object: B's answers come from B's
+    settings, never show A's, and B's writes leave A's settings as they were."""
+    failures = []
+    url = route.url({"provider": "openai"})
+    for method in route.methods():
+        response = request(client_b, method, url, api=route.is_api)
+        if leaks(response, a) or "studio-a" in response.content.decode():
+            failures.append(f"{method} {url} as B shows A's data")
+    with tenant_scope(tenant_a.organization):
+        kept = ProviderCredential.objects.get(provider="openai").settings
+    if kept != {"base_url": "https://studio-a.llm.example/v1"}:
+        failures.append(f"B's writes changed A's provider settings: {kept}")
+    return failures
+
+
+def check_voice_sample(route: Route, client_b, tenant_a, tenant_b, a: Objects) -> list[str]:
+    """A voice's sample is the same sentence for every organization: it holds no organization's data."""
+    response = request(client_b, "GET", route.url({"voice": "en"}), api=False)
+    return [] if response.status_code in (200, 403) and not leaks(response, a) else [
+        f"the voice sample answered {response.status_code} or shows A's data"]
+
+
 SPECIAL_ROUTES: dict[str, Callable[..., list[str]]] = {
     "api:provider-credential": check_provider_settings,
+    "api:provider-test": check_provider_pages,
+    "accounts:team-provider-save": check_provider_pages,
+    "accounts:team-provider-test": check_provider_pages,
+    "accounts:team-provider-delete": check_provider_pages,
+    "jobs:voice-preview": check_voice_sample,
     "accounts:invitation-accept": check_invitation_token_page,
     "api:certificate": check_public_certificate,
     "rights:certificate": check_public_certificate,

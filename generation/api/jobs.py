@@ -250,7 +250,7 @@ class JobFileView(JobView):
         field_file = selectors.job_file(job, self.kind, number)
         if field_file is None:
             raise NotFound(f"The job has no {self.kind} yet.")
-        extension = {"video": "mp4", "thumbnail": "jpg", "frame": "png"}[self.kind]
+        extension = {"video": "mp4", "thumbnail": "jpg", "frame": "png", "srt": "srt", "vtt": "vtt"}[self.kind]
         return file_response(request, field_file, content_type=self.content_type,
                              filename=f"{job.pk}-{self.kind}{number or ''}.{extension}")
 
@@ -268,6 +268,20 @@ class JobThumbnailView(JobFileView):
 @_file_schema("image/png")
 class JobFrameView(JobFileView):
     kind, content_type = "frame", "image/png"
+
+
+@_file_schema("application/x-subrip")
+class JobSubtitlesSrtView(JobFileView):
+    """The narration's subtitles as SubRip, timed to the speech (also a soft track in the video)."""
+
+    kind, content_type = "srt", "application/x-subrip; charset=utf-8"
+
+
+@_file_schema("text/vtt")
+class JobSubtitlesVttView(JobFileView):
+    """The narration's subtitles as WebVTT, for a browser's <track>."""
+
+    kind, content_type = "vtt", "text/vtt; charset=utf-8"
 
 
 class JobEventOut(serializers.Serializer):

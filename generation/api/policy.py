@@ -5,18 +5,23 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from accounts.api.base import OrganizationAPIView
 from accounts.audit import audit_record, changed, snapshot
-from accounts.crypto import secret_encrypt
 from config.errors import NotFound
 from config.json_input import StrictModelSerializer, StrictSerializer
 from generation.budgets import spend_summary
 from generation.models import GenerationPolicy, ProviderCredential
-from generation.provider_settings import provider_settings_clean, provider_settings_schema
+from generation.provider_credentials import (
+    provider_connection_test,
+    provider_credential_delete,
+    provider_credential_get,
+    provider_credential_save,
+)
+from generation.provider_settings import provider_settings_schema
 from generation.providers import KINDS, PROVIDER_QUEUES, provider_names
 
 POLICY_FIELDS = ["monthly_budget", "user_daily_budget", "blocked_terms", "moderation_provider", "providers"]
@@ -107,41 +112,44 @@ class ProviderCredentialView(OrganizationAPIView):
     required_scopes = {"GET": "org:read", "PUT": "org:manage", "DELETE": "org:manage"}
     serializer_class = CredentialIn
 
-    def _name(self, provider: str) -> str:
-        if provider not in PROVIDER_QUEUES:
-            raise NotFound("No such provider.")
-        return provider
-
     def _out(self, credential: ProviderCredential) -> dict:
         return {"provider": credential.provider, "settings": credential.settings,
                 "has_api_key": bool(credential.secret_encrypted), "updated_at": credential.updated_at}
 
-    def get(self, request, provider):
-        credential = ProviderCredential.objects.filter(provider=self._name(provider)).first()
+    def _configured(self, provider: str) -> ProviderCredential:
+        credential = provider_credential_get(provider)
         if credential is None:
             raise NotFound("This provider is not configured.")
-        return Response(self._out(credential))
+        return credential
 
-    @transaction.atomic
+    def get(self, request, provider):
+        return Response(self._out(self._configured(provider)))
+
     def put(self, request, provider):
         data = CredentialIn(data=request.data)
         data.is_valid(raise_exception=True)
-        name = self._name(provider)
-        settings = provider_settings_clean(provider=name, settings=data.validated_data["settings"])
-        credential, created = ProviderCredential.objects.get_or_create(
-            provider=name, defaults={"organization": request.organization})
-        credential.settings = settings
-        if "api_key" in data.validated_data:
-            credential.secret_encrypted = secret_encrypt(data.validated_data["api_key"])
-        credential.save()
-        audit_record(actor=request.actor, action="provider_credential.set", target=credential,
-                     after={"settings": credential.settings, "api_key_changed": "api_key" in data.validated_data})
+        credential, created = provider_credential_save(
+            organization=request.organization, provider=provider, settings=data.validated_data["settings"],
+            api_key=data.validated_data.get("api_key"), actor=request.actor)
         return Response(self._out(credential), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def delete(self, request, provider):
-        credential = ProviderCredential.objects.filter(provider=self._name(provider)).first()
-        if credential is None:
-            raise NotFound("This provider is not configured.")
-        audit_record(actor=request.actor, action="provider_credential.delete", target=credential)
-        credential.delete()
+        provider_credential_delete(credential=self._configured(provider), actor=request.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConnectionTestOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False, help_text="Why it failed (a provider error code).")
+
+
+class ProviderConnectionTestView(OrganizationAPIView):
+    """`POST /providers/<name>/test`: try the saved settings now (openai: one request to the endpoint,
+    through the outbound guard; a local-model provider: its model folders exist on this machine)."""
+
+    required_scopes = {"POST": "org:manage"}
+
+    @extend_schema(request=None, responses=ConnectionTestOut)
+    def post(self, request, provider):
+        return Response(provider_connection_test(organization_id=request.organization.pk, provider=provider))

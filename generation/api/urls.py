@@ -15,6 +15,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/shots/<int:number>/frame", jobs.JobFrameView.as_view(), name="job-frame"),
     path("jobs/<uuid:job_id>/video", jobs.JobVideoView.as_view(), name="job-video"),
     path("jobs/<uuid:job_id>/thumbnail", jobs.JobThumbnailView.as_view(), name="job-thumbnail"),
+    path("jobs/<uuid:job_id>/subtitles.srt", jobs.JobSubtitlesSrtView.as_view(), name="job-subtitles-srt"),
+    path("jobs/<uuid:job_id>/subtitles.vtt", jobs.JobSubtitlesVttView.as_view(), name="job-subtitles-vtt"),
     path("jobs/<uuid:job_id>/events", jobs.JobEventsView.as_view(), name="job-events"),
     # An organization's webhooks and their deliveries (generation/api/webhooks.py).
     path("webhooks", webhooks.WebhookListView.as_view(), name="webhook-list"),
@@ -24,4 +26,5 @@ urlpatterns = [
     # Budgets, content policy, providers and their credentials (generation/api/policy.py).
     path("generation-policy", policy.GenerationPolicyView.as_view(), name="generation-policy"),
     path("providers/<str:provider>", policy.ProviderCredentialView.as_view(), name="provider-credential"),
+    path("providers/<str:provider>/test", policy.ProviderConnectionTestView.as_view(), name="provider-test"),
 ]

@@ -111,6 +111,9 @@ def job_context(request, job: Job) -> dict:
         # The URL changes when the served file does: a recompose, or protection replacing the composed file.
         "video_version": f"{video.pk}-{protect.status}" if video is not None and protect else (video and video.pk),
         "video_metadata": (video.data or {}).get("metadata", {}) if video is not None else {},
+        # Subtitles kept beside the video (run_compose), with the language of their track.
+        "has_subtitles": bool(video is not None and (video.data or {}).get("subtitle_artifacts")),
+        "subtitle_language": "zh-Hans" if video is not None and (video.data or {}).get("language") == "zh" else "en",
         "is_terminal": status in TERMINAL_JOB_STATUSES,
         "can_cancel": "job:create" in scopes and status not in TERMINAL_JOB_STATUSES,
         "can_retry": "job:create" in scopes and status in (JobStatus.FAILED, JobStatus.CANCELLED),
@@ -313,6 +316,14 @@ class JobVideoPage(JobFilePage):
 
 class JobThumbnailPage(JobFilePage):
     kind, content_type, extension = "thumbnail", "image/jpeg", "jpg"
+
+
+class JobSubtitlesSrtPage(JobFilePage):
+    kind, content_type, extension = "srt", "application/x-subrip; charset=utf-8", "srt"
+
+
+class JobSubtitlesVttPage(JobFilePage):
+    kind, content_type, extension = "vtt", "text/vtt; charset=utf-8", "vtt"
 
 
 class ShotFramePage(JobFilePage):

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -22,6 +22,7 @@ from generation import budgets, selectors, services
 from generation.api.jobs import JobIn
 from generation.models import Job, JobStatus
 from generation.portal.jobs import STATUS_LABELS
+from generation.providers.offline.voice import voice_sample, voices
 from projects import templates as project_templates
 from projects.schemas import STYLE_NAMES
 from projects.selectors import project_list
@@ -80,8 +81,8 @@ class JobNewForm(forms.Form):
     shots = forms.CharField(label=gettext_lazy("Shots"),
                             help_text=gettext_lazy("From 1 to 24; each shot needs at least one second."),
                             widget=forms.NumberInput(attrs={"min": 1, "max": 24}))
-    voice = forms.CharField(label=gettext_lazy("Voice"), required=False, max_length=40,
-                            help_text=gettext_lazy("Empty or “auto”: the voice of the job’s language; “none”: no narration."))
+    voice = forms.ChoiceField(label=gettext_lazy("Voice"), required=False,
+                              help_text=gettext_lazy("Who narrates; listen to each voice below the form."))
     language = forms.ChoiceField(label=gettext_lazy("Language"), required=False,
                                  choices=[("auto", gettext_lazy("Detect from the topic")), ("en", "English"),
                                           ("zh", "中文")],
@@ -91,6 +92,12 @@ class JobNewForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["project"].choices = [("", _("Choose a project")), *((str(p.pk), p.name) for p in projects)]
         self.fields["style"].choices = [("", _("Detect from the topic")), *((s, s) for s in STYLE_NAMES)]
+        choices = [("auto", _("The voice of the job’s language")), ("none", _("No narration")),
+                   *((v["voice"], v["label"]) for v in voices())]
+        asked = str(self.data.get("voice") or self.initial.get("voice") or "")
+        if asked and asked not in dict(choices):  # a template's own voice name stays selectable
+            choices.append((asked, asked))
+        self.fields["voice"].choices = choices
 
     def payload(self) -> dict:
         """The API's request body, from what was typed (JobIn checks it)."""
@@ -236,7 +243,7 @@ def job_new(request):
         status = 200
     return render(request, "generation/job_new.html", {
         "form": form, "template": template, "template_choices": template_choices,
-        "estimate": estimate, "problem": problem, "has_projects": bool(projects),
+        "estimate": estimate, "problem": problem, "has_projects": bool(projects), "voice_list": voices(),
     }, status=status)
 
 
@@ -248,3 +255,13 @@ def job_estimate(request):
     form = JobNewForm(request.POST, projects=[])
     estimate, problem = _estimate_for(request, form)
     return render(request, "generation/_estimate.html", {"estimate": estimate, "problem": problem})
+
+
+@requires_scope("job:create")
+def voice_preview(request, voice: str):
+    """A short sample of one of the installed voices (WAV), for the new-job form's voice list."""
+    if voice not in {v["voice"] for v in voices()}:
+        raise Http404("no such voice")
+    response = HttpResponse(voice_sample(voice), content_type="audio/wav")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -171,6 +171,7 @@ ROUTES = [
     ("GET", re.compile(r"/v1/videos/(?P<id>[^/]+)/content$"), "videos.content"),
     ("GET", re.compile(r"/v1/videos/(?P<id>[^/]+)$"), "videos.retrieve"),
     ("POST", re.compile(r"/v1/audio/speech$"), "audio.speech"),
+    ("GET", re.compile(r"/v1/models$"), "models.list"),
 ]
 
 
@@ -261,6 +262,10 @@ class Handler(BaseHTTPRequestHandler):
         return self._json(404, {"error": "no such control"})
 
     # Endpoints.
+
+    def _models_list(self, body, match, reply):
+        self._json(200, {"object": "list", "data": [{"id": "gpt-stub", "object": "model", "created": 0,
+                                                     "owned_by": "stub"}]})
 
     def _chat(self, body, match, reply):
         self._json(200, chat_answer(body))

@@ -46,6 +46,26 @@ def test_video_supports_range_requests_and_frames_and_thumbnail_download(tenant_
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_subtitles_download_as_srt_and_vtt_matching_the_narration(tenant_a, tenant_b, finished_job):
+    api = tenant_a.client()
+    srt = api.get(f"/api/v1/jobs/{finished_job.pk}/subtitles.srt")
+    vtt = api.get(f"/api/v1/jobs/{finished_job.pk}/subtitles.vtt")
+    assert srt.status_code == vtt.status_code == 200
+    assert srt["Content-Type"].startswith("application/x-subrip") and vtt["Content-Type"].startswith("text/vtt")
+    srt_text, vtt_text = b"".join(srt.streaming_content).decode(), b"".join(vtt.streaming_content).decode()
+    assert vtt_text.startswith("WEBVTT") and "-->" in srt_text
+    with tenant_scope(tenant_a.organization):
+        compose = finished_job.steps.get(stage="compose").artifact
+        dialogue = [line for line in (compose.data or {}).get("cues") or []]
+    spoken = " ".join(" ".join(cue["lines"]) for cue in dialogue)
+    assert spoken and all(word in " ".join(srt_text.split()) for word in spoken.split())
+    page = tenant_a.client().get(f"/jobs/{finished_job.pk}/")
+    assert f"/jobs/{finished_job.pk}/subtitles.vtt".encode() in page.content and b"<track" in page.content
+    assert tenant_a.client().get(f"/jobs/{finished_job.pk}/subtitles.srt").status_code == 200
+    # another organization's job answers the same 404 as a missing one
+    assert tenant_b.client().get(f"/api/v1/jobs/{finished_job.pk}/subtitles.srt").status_code == 404
+
+
 def test_job_websocket_streams_events_in_order_and_resumes_after_an_id(tenant_a, tenant_b, finished_job):
     cookie, cookie_b = session_cookie(tenant_a.owner), session_cookie(tenant_b.owner)
     path = f"/ws/jobs/{finished_job.pk}"

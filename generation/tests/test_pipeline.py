@@ -190,7 +190,7 @@ def test_same_request_in_another_studio_is_its_own_video_not_a_held_copy(tenant_
     assert own.status == "completed" and not own.rights_hold
 
 
-def test_voiced_job_completes_where_no_speech_engine_is_installed(tenant_a, run_commits):
+def test_a_voiced_job_completes_with_the_bundled_speech_engine(tenant_a, run_commits):
     job = start(tenant_a, run_commits, options={**SMALL, "voice": "narrator"})
     drain(run_commits)
     job = reload(tenant_a, job)

@@ -268,3 +268,21 @@ def test_estimate_counts_only_the_organizations_own_spend(client, tenant_a, tena
     client.force_login(tenant_b.owner)
     html = html_of(client.post("/jobs/new/estimate", form_data(project), **HTMX))
     assert 'id="estimate-month-spent">0.00<' in html
+
+
+def test_the_voice_is_chosen_from_the_installed_voices_with_a_sample_of_each(tenant_a):
+    tenant_a.project("Voices")
+    producer = tenant_a.client("producer")
+    page = producer.get("/jobs/new/")
+    assert page.status_code == 200
+    assert b'<option value="cmn"' in page.content and b'<option value="none"' in page.content
+    assert b"/jobs/voices/en.wav" in page.content and b"/jobs/voices/cmn.wav" in page.content
+    sample = producer.get("/jobs/voices/cmn.wav")
+    assert sample.status_code == 200 and sample["Content-Type"] == "audio/wav"
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(sample.content)) as wav:
+        assert wav.getnframes() / wav.getframerate() > 1.0  # a sentence, spoken
+    assert producer.get("/jobs/voices/nobody.wav").status_code == 404
+    assert tenant_a.client("viewer").get("/jobs/voices/en.wav").status_code == 403

@@ -163,6 +163,26 @@ def _wav_write(path: Path, pcm: bytes, rate: int) -> None:
         wav.writeframes(pcm)
 
 
+SAMPLE_TEXTS = {"en": "Every story starts with a single light on the shore.", "zh": "每个故事，都从岸边的一盏灯开始。"}
+_samples: dict[str, bytes] = {}
+
+
+def voice_sample(voice: str) -> bytes:
+    """A WAV of one sentence in `voice` (one of voices()), for a voice list's preview; kept per process.
+    Empty bytes where no speech engine can load."""
+    if voice not in _samples:
+        language = next((v["language"] for v in voices() if v["voice"] == voice), "en")
+        library = speech_library()
+        if library is None:
+            return b""
+        pcm = library.synthesize(SAMPLE_TEXTS[language], voice)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "sample.wav"
+            _wav_write(path, pcm, library.sample_rate)
+            _samples[voice] = path.read_bytes()
+    return _samples[voice]
+
+
 # --- Voice -------------------------------------------------------------------------------------------
 
 class OfflineVoice:

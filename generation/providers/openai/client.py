@@ -330,3 +330,16 @@ def estimate_media_cost(kind: str, duration_s: float, shots: int, settings: dict
     if kind == "video":
         return price(settings, "per_video_second") * api_seconds(duration_s / shots) * shots
     return price(settings, "per_speech_character") * math.ceil(SPEECH_CHARACTERS_PER_SECOND * duration_s)
+
+
+def connection_test(settings: dict) -> dict:
+    """Whether the endpoint of these settings answers with the key: one `models.list` request (no retries),
+    through the outbound guard like every other. {"ok", "detail"} and, when it failed, the error's "code"."""
+    try:
+        client = openai_client(settings)
+        models, _ = call_with_retries(lambda: client.models.list(), settings={**settings, "max_attempts": 1},
+                                      ctx=None, what="openai: connection test")
+    except ProviderError as exc:
+        return {"ok": False, "code": str(exc.code), "detail": str(exc)}
+    names = [model.id for model in models.data][:5]
+    return {"ok": True, "detail": f"{len(models.data)} models, e.g. {', '.join(names)}" if names else "no models"}
