@@ -45,7 +45,6 @@ def test_video_supports_range_requests_and_frames_and_thumbnail_download(tenant_
     assert frame.status_code == 200 and b"".join(frame.streaming_content)[:4] == b"\x89PNG"
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_subtitles_download_as_srt_and_vtt_matching_the_narration(tenant_a, tenant_b, finished_job):
     api = tenant_a.client()
     srt = api.get(f"/api/v1/jobs/{finished_job.pk}/subtitles.srt")
@@ -66,6 +65,7 @@ def test_the_subtitles_download_as_srt_and_vtt_matching_the_narration(tenant_a, 
     assert tenant_b.client().get(f"/api/v1/jobs/{finished_job.pk}/subtitles.srt").status_code == 404
 
 
+@pytest.mark.django_db(transaction=True)
 def test_job_websocket_streams_events_in_order_and_resumes_after_an_id(tenant_a, tenant_b, finished_job):
     cookie, cookie_b = session_cookie(tenant_a.owner), session_cookie(tenant_b.owner)
     path = f"/ws/jobs/{finished_job.pk}"
