@@ -271,6 +271,9 @@ JOB_SHOT_CONCURRENCY = env_int("JOB_SHOT_CONCURRENCY", 4)
 # (config/outbound.py). This switch allows them outside production (a self-hosted model server on the
 # same machine); WEBHOOK_ALLOW_PRIVATE_URLS is its deprecated name. In production only the networks
 # listed in OUTBOUND_ALLOWED_NETWORKS (CIDRs, comma-separated) are allowed beyond public addresses.
+# Where local models live on the GPU workers: a studio's model paths (diffusers, transformers) must be
+# folders under it, so that no tenant can point a worker at another folder of the machine.
+LOCAL_MODELS_DIR = env("LOCAL_MODELS_DIR", "/models")
 OUTBOUND_ALLOW_PRIVATE_URLS = env_bool("OUTBOUND_ALLOW_PRIVATE_URLS", False) or env_bool(
     "WEBHOOK_ALLOW_PRIVATE_URLS", False)
 WEBHOOK_ALLOW_PRIVATE_URLS = OUTBOUND_ALLOW_PRIVATE_URLS

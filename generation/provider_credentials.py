@@ -12,11 +12,9 @@ from accounts.models import Organization
 from config.errors import NotFound
 from generation.error_codes import GenerationErrors
 from generation.models import ProviderCredential
-from generation.provider_settings import provider_settings_clean, provider_settings_read
+from generation.provider_settings import MODEL_PATH_SETTINGS, provider_settings_clean, provider_settings_read
 from generation.providers import PROVIDER_QUEUES
 from generation.providers.openai.client import connection_test
-
-MODEL_PATH_SETTINGS = {"diffusers": ("image_model_path", "video_model_path"), "transformers": ("model_path",)}
 
 
 def provider_names() -> list[str]:

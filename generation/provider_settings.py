@@ -3,6 +3,8 @@ outbound guard, every setting against its provider's typed schema (PROVIDER_SETT
 schema publishes), numbers within their provider's documented bounds."""
 from __future__ import annotations
 
+import os
+
 import jsonschema
 
 from config.errors import DomainError
@@ -90,10 +92,31 @@ def _url_settings(settings: dict) -> list[str]:
     return [name for name in settings if name == "base_url" or name.endswith("_url")]
 
 
+MODEL_PATH_SETTINGS = {"diffusers": ("image_model_path", "video_model_path"), "transformers": ("model_path",)}
+
+
+def model_path_problem(value) -> str | None:
+    """Why `value` may not be a local model's path: it must be an absolute folder path under
+    LOCAL_MODELS_DIR (normalised first, so `..` cannot leave it). None when it may."""
+    from django.conf import settings as django_settings
+
+    root = os.path.normpath(str(django_settings.LOCAL_MODELS_DIR))
+    if not isinstance(value, str) or not value.startswith("/"):
+        return f"must be an absolute path of a folder under {root}"
+    path = os.path.normpath(value)
+    if os.path.commonpath([root, path]) != root or path == root:
+        return f"must be a folder under {root} (LOCAL_MODELS_DIR)"
+    return None
+
+
 def provider_settings_clean(*, provider: str, settings: dict) -> dict:
     """`settings` when they may be saved for `provider`. Raises OutboundUrlNotAllowed (code
     url_not_allowed) for an endpoint URL the platform would refuse to connect to, ProviderSettingsInvalid
-    for a value out of its bounds; either names the setting in `fields`."""
+    for a value out of its bounds or a model path outside LOCAL_MODELS_DIR; either names the setting in
+    `fields`."""
+    for name in MODEL_PATH_SETTINGS.get(provider, ()):
+        if settings.get(name) not in (None, "") and (problem := model_path_problem(settings[name])):
+            raise ProviderSettingsInvalid(f"{name} {problem}.", fields={name: [problem]})
     for name in _url_settings(settings):
         value = settings[name]
         if value in (None, ""):

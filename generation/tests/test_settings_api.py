@@ -34,3 +34,18 @@ def test_only_owners_change_settings(tenant_a):
     assert producer.get("/api/v1/generation-policy").status_code == 200
     assert producer.patch("/api/v1/generation-policy", {"monthly_budget": "1"}, format="json").status_code == 403
     assert producer.put("/api/v1/providers/openai", {"api_key": "x"}, format="json").status_code == 403
+
+
+def test_a_local_model_path_must_lie_under_the_models_folder(tenant_a, settings):
+    """A studio owner names a model folder of the GPU workers, never any other folder of the machine."""
+    settings.LOCAL_MODELS_DIR = "/srv/models"
+    owner = tenant_a.client()
+    for path in ("/etc", "/srv/models/../../etc/passwd", "relative/model", "/srv/models", "/srv/modelsX/a"):
+        refused = owner.put("/api/v1/providers/transformers", {"settings": {"model_path": path}}, format="json")
+        assert refused.status_code == 400 and "model_path" in refused.json()["error"]["fields"], path
+        refused = owner.put("/api/v1/providers/diffusers", {"settings": {"image_model_path": path}}, format="json")
+        assert refused.status_code == 400 and "image_model_path" in refused.json()["error"]["fields"], path
+    assert owner.put("/api/v1/providers/transformers", {"settings": {"model_path": "/srv/models/qwen"}},
+                     format="json").status_code in (200, 201)
+    assert owner.put("/api/v1/providers/diffusers", {"settings": {"video_model_path": "/srv/models/svd/"}},
+                     format="json").status_code in (200, 201)

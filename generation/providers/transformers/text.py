@@ -6,8 +6,8 @@ torch and transformers are imported on first use, so this module imports in a we
 
 Settings read from `ctx.settings` (the organization's `transformers` settings):
 
-    model_path      a directory holding a causal LM and its tokenizer (save_pretrained), or the id of a model
-                    already in the worker's Hugging Face cache. Loaded with local_files_only (nothing is ever
+    model_path      a directory holding a causal LM and its tokenizer (save_pretrained), under LOCAL_MODELS_DIR
+                    (checked when the settings are saved). Loaded with local_files_only (nothing is ever
                     downloaded), trust_remote_code off and safetensors weights only (no pickle)
     device          "cuda", "cuda:1", "cpu" ...; default cuda when available, else cpu
     dtype           "float16", "bfloat16" or "float32"; default bfloat16 on a GPU that has it (else float16),
@@ -62,7 +62,7 @@ SETTING_BOUNDS: dict[str, tuple[float, float, type]] = {
 }
 DTYPES = {"float16": "float16", "fp16": "float16", "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float32": "float32", "fp32": "float32"}
-_SETTING_TEXTS = {"model_path": "A local model directory (or a cached model id); never downloaded",
+_SETTING_TEXTS = {"model_path": "A local model directory under LOCAL_MODELS_DIR; never downloaded",
                   "device": "cuda, cuda:1, cpu ...; default cuda when available"}
 _SETTING_HELP = {"max_new_tokens": "Tokens one answer may take", "temperature": "0 is greedy decoding",
                  "top_p": "Nucleus sampling, with temperature above 0", "seed": "Sampling seed",
