@@ -155,6 +155,9 @@ def run_storyboard(*, job, step, inputs, provider, ctx):
 def _shot(job, step, inputs) -> dict:
     shot = pipeline.effective_shot(job, inputs[(Stage.STORYBOARD, 0)].data, step.shot)
     shot["seed"] = step.regeneration
+    # The job's topic: two topics whose storyboards read alike still get frames of their own (the offline
+    # renderer seeds with it), so each job's video is its own content, protected and registered.
+    shot["topic"] = job.topic
     return shot
 
 

@@ -135,7 +135,8 @@ def step_params(job: Job, step: Step, inputs: dict[tuple, Artifact]) -> dict:
             params["language"] = options["language"]
     elif step.stage in (Stage.FRAME, Stage.CLIP):
         storyboard = inputs[(Stage.STORYBOARD, 0)].data
-        params.update(shot=effective_shot(job, storyboard, step.shot), resolution=options["resolution"],
+        params.update(shot=effective_shot(job, storyboard, step.shot), topic=job.topic,
+                      resolution=options["resolution"],
                       aspect_ratio=options["aspect_ratio"], fps=options.get("fps", 24))
     elif step.stage == Stage.COMPOSE:
         storyboard = inputs[(Stage.STORYBOARD, 0)].data

@@ -47,11 +47,12 @@ def prompt_of(ctx: StageContext, key: str) -> str:
 
 def shot_seed(shot: dict, style: dict, organization_id=None) -> int:
     """What makes a frame (and its clip's particles) unique: the shot's content, number, style and seed,
-    and the organization it is made for."""
-    return digest_int(
-        "shot", shot.get("number"), shot.get("description"), shot.get("shot_type"), shot.get("seed", 0),
-        (style or {}).get("name"), (style or {}).get("palette"), organization_id,
-    )
+    the job's topic when the pipeline passes it, and the organization it is made for."""
+    parts = ["shot", shot.get("number"), shot.get("description"), shot.get("shot_type"), shot.get("seed", 0),
+             (style or {}).get("name"), (style or {}).get("palette"), organization_id]
+    if shot.get("topic"):
+        parts.append(shot["topic"])
+    return digest_int(*parts)
 SMALL_WORDS = {"a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "with", "by", "from"}
 # Leading words lowercased when the topic is used mid-sentence ("This is a fox ...").
 LEADING_LOWER = SMALL_WORDS | {"how", "why", "what", "when", "where", "who", "our", "my", "your", "their", "this",
