@@ -139,6 +139,10 @@ def _fmt(seconds: float) -> str:
 
 LOUDNESS_TARGET_LUFS = -16.0
 LIMIT_DBFS = -3.0  # the limiter's ceiling: room for the AAC encoder's overshoot (measured up to 1.2 dB) under -1 dBTP
+MAX_TRUE_PEAK_DBTP = -1.0  # EBU R128's ceiling for the encoded file
+# Where the encoded file's true peak still lands above the ceiling (an inter-sample peak the limiter missed,
+# plus the encoder's overshoot: seen at -0.6 dBTP), its audio is encoded again this far under it.
+TRUE_PEAK_MARGIN_DB = 0.5
 LINE_LEAD_S = 0.15  # a line starts this long after its shot starts
 LINE_PAUSE_S = 0.15  # and ends at least this long before its shot ends, so lines are apart
 MAX_TEMPO = 1.3  # the most a line is sped up to fit its shot
@@ -448,12 +452,30 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
         ]
         try:
             tool_run(command, timeout=120 + 15 * total_s)
+            if gain_db is not None:
+                _true_peak_ceiling(partial, scratch, total_s)
         except MediaError:
             partial.unlink(missing_ok=True)
             raise
     partial.replace(out)
     return {"video": out, "srt": srt_path, "vtt": vtt_path, "lines": lines, "cues": cues,
             "loudness_gain_db": gain_db}
+
+
+def _true_peak_ceiling(path: Path, scratch: Path, total_s: float) -> None:
+    """Keep the encoded file's true peak at or under MAX_TRUE_PEAK_DBTP: the limiter works on samples
+    at 48 kHz, so a peak between samples, with the AAC encoder's overshoot, can still pass it. Then only
+    the audio is encoded again, lowered by the excess and a margin (the video and subtitles are copied)."""
+    peak = loudness_measure(path)["true_peak_dbtp"]
+    if not peak > MAX_TRUE_PEAK_DBTP:
+        return
+    lowered = scratch / "lowered.mp4"
+    tool_run([ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+              "-map", "0:v", "-map", "0:a", "-map", "0:s?", "-c:v", "copy", "-c:s", "copy",
+              "-af", f"volume={MAX_TRUE_PEAK_DBTP - TRUE_PEAK_MARGIN_DB - peak:.2f}dB",
+              "-c:a", "aac", "-b:a", "160k", "-ar", str(AUDIO_RATE), "-ac", "2",
+              "-movflags", "+faststart", "-f", "mp4", str(lowered)], timeout=60 + 4 * total_s)
+    lowered.replace(path)
 
 
 def _count_inputs(inputs: list[str]) -> int:
@@ -490,7 +512,7 @@ def review_checks(path: Path, *, duration_s: float, width: int, height: int, aud
                   max_black_s: float = 1.0, max_frozen_s: float = 2.0, silence_db: float = -60.0,
                   lines: list[dict] | None = None, cues: list[dict] | None = None,
                   narration_required: bool = False, loudness_target: float | None = None,
-                  loudness_tolerance: float = 2.0, max_true_peak: float = -1.0) -> list[dict]:
+                  loudness_tolerance: float = 2.0, max_true_peak: float = MAX_TRUE_PEAK_DBTP) -> list[dict]:
     """Automatic review of a finished video: one {"check", "ok", "detail"} per check, in this order:
     duration (within 10%), resolution (exact), black (no black run of max_black_s or more), frozen (no
     still run of max_frozen_s or more), audio (a stream present; and louder than silence_db when

@@ -132,6 +132,29 @@ def test_the_mix_is_at_minus_16_lufs_with_speech_in_every_shot(voiced):
     assert [line["shot"] for line in result["lines"]] == [1, 2, 3]
 
 
+def test_an_encoded_true_peak_over_the_ceiling_is_lowered_and_the_video_and_subtitles_kept(voiced, tmp_path):
+    # A square wave at full scale: its encoded true peak lands well above -1 dBTP, as a limiter at the
+    # sample level lets through between samples (a job's mix was measured at -0.6 dBTP).
+    hot = tmp_path / "hot.mp4"
+    ffmpeg("-i", str(voiced[0]["video"]), "-f", "lavfi", "-i", "aevalsrc='sgn(sin(2*PI*997*t))':s=48000:d=6",
+           "-map", "0:v", "-map", "1:a", "-map", "0:s", "-c:v", "copy", "-c:s", "copy", "-c:a", "aac", "-shortest",
+           str(hot))
+    before = media.loudness_measure(hot)["true_peak_dbtp"]
+    assert before > media.MAX_TRUE_PEAK_DBTP
+    frames_before = hashlib.sha256(subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(hot), "-map", "0:v",
+                                                   "-c", "copy", "-f", "h264", "-"], capture_output=True).stdout)
+    media._true_peak_ceiling(hot, tmp_path, 6.0)
+    after = media.loudness_measure(hot)["true_peak_dbtp"]
+    assert after <= media.MAX_TRUE_PEAK_DBTP, (before, after)
+    info = probe(hot)
+    assert info["audio_codec"] == "aac" and info.get("subtitle_codec", "mov_text") == "mov_text"
+    frames_after = hashlib.sha256(subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(hot), "-map", "0:v",
+                                                  "-c", "copy", "-f", "h264", "-"], capture_output=True).stdout)
+    assert frames_after.hexdigest() == frames_before.hexdigest()  # the video is copied, not encoded again
+    streams = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(hot)], capture_output=True, text=True).stderr
+    assert "Subtitle: mov_text" in streams
+
+
 def test_lines_fit_their_shots(voiced):
     result, _ = voiced
     lines = result["lines"]
