@@ -25,15 +25,21 @@ held fixed, instead of round-tripping the whole frame through 8-bit YUV as the l
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import re
 import secrets
 import subprocess
 import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from config.media_limits import MediaFailure, media_process
+from config.media_limits import MediaFailure, media_process, media_run
 
 # --- content id and payload ---------------------------------------------------------------------------
 
@@ -126,6 +132,8 @@ _U, _V = 1, 2  # channels of cv2.COLOR_BGR2YUV
 
 
 MIN_FRAME_SIDE = 16  # pixels: a smaller frame cannot carry the watermark
+MARK_THREADS = 2  # threads marking a video's frames (at most the machine's cores)
+MARK_WINDOW = 6  # frames decoded ahead of the encoder at most
 
 
 def _check_frame(bgr: np.ndarray) -> None:
@@ -192,6 +200,18 @@ def _plane_delta(plane: np.ndarray, bits: np.ndarray, scale: float, *, keyed: bo
     """The change of `plane` (float32, same shape) that makes the reader see `bits` in it: in the library's
     layout, or (`keyed`) in ours, with hashed bit positions and dithered lattices."""
     stack, (rows, cols) = _blocks(plane)
+    d_ca = _band_change(stack, rows, cols, bits, scale, keyed=keyed)
+    # Inverse Haar with the detail bands unchanged: each approximation coefficient spreads as half of its
+    # change over its 2x2 pixels.
+    out = np.zeros(plane.shape[:2], dtype=np.float32)
+    out[:rows * 8, :cols * 8] = cv2.resize(d_ca * 0.5, (cols * 8, rows * 8), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def _band_change(stack: np.ndarray, rows: int, cols: int, bits: np.ndarray, scale: float, *,
+                 keyed: bool) -> np.ndarray:
+    """The change of the Haar approximation band (rows * 4 x cols * 4, float32) whose 4x4 blocks are `stack`
+    that makes the reader see `bits` in it."""
     s0, u, v = _top_singular(stack, vectors=True)
     if keyed:
         index, dither = _robust_layout(rows, cols)
@@ -206,12 +226,51 @@ def _plane_delta(plane: np.ndarray, bits: np.ndarray, scale: float, *, keyed: bo
     delta = np.mod(target - s0 + scale / 2, scale) - scale / 2
     delta[s0 + delta < scale] += scale  # keep s0 positive (and the largest) on near-black blocks
     d_stack = (u[:, None, :] * v[None, :, :]) * delta  # rank-one change of each block
-    d_ca = d_stack.reshape(4, 4, rows, cols).transpose(2, 0, 3, 1).reshape(rows * 4, cols * 4)
-    # Inverse Haar with the detail bands unchanged: each approximation coefficient spreads as half of its
-    # change over its 2x2 pixels.
-    out = np.zeros(plane.shape[:2], dtype=np.float32)
-    out[:rows * 8, :cols * 8] = cv2.resize(d_ca * 0.5, (cols * 8, rows * 8), interpolation=cv2.INTER_NEAREST)
-    return out
+    return d_stack.reshape(4, 4, rows, cols).transpose(2, 0, 3, 1).reshape(rows * 4, cols * 4)
+
+
+# A video whose frames are untagged (BT.601) limited-range yuv420p, our compose's output, is marked in its own
+# chroma planes: no conversion to BGR and back, and a quarter of the pixels. Per unit of Cb (Cr), OpenCV's
+# U (V) of the decoded BGR frame, which both readers look at, moves _CB_TO_U (_CR_TO_V): 0.492111/0.495730
+# and 0.877283/0.626560, from BT.601's Cb = 0.4957 (B - Y) and Cr = 0.6266 (R - Y) at 224/255 of full range.
+_CB_TO_U = 0.492111 / (224 / 255 / 1.772)
+_CR_TO_V = 0.877283 / (224 / 255 / 1.402)
+
+
+def watermark_chroma(cb: np.ndarray, cr: np.ndarray, content_id: str, height: int, width: int, *,
+                     mode: str = "both") -> tuple[np.ndarray, np.ndarray]:
+    """The Cb and Cr planes (uint8, height/2 x width/2) of a BT.601 limited-range yuv420p frame with
+    `content_id` embedded as watermark_frame embeds it in the decoded BGR frame: the library's mark in U,
+    whose Haar approximation band is the Cb plane (twice OpenCV's U at each chroma sample), and ours in V
+    at the working size."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    bits = _bits_array(content_id)
+    if mode in ("library", "both"):
+        rows, cols = height // 8, width // 8
+        band = cb[:rows * 4, :cols * 4].astype(np.float32)
+        band -= 128
+        band *= 2 * _CB_TO_U
+        band += 256  # twice U, as the reader's band of the decoded frame
+        stack = band.reshape(rows, 4, cols, 4).transpose(1, 3, 0, 2).reshape(4, 4, rows * cols)
+        d_band = _band_change(stack, rows, cols, bits, LIBRARY_SCALE, keyed=False)
+        change = np.zeros(cb.shape, dtype=np.float32)
+        change[:rows * 4, :cols * 4] = d_band * (0.5 / _CB_TO_U)  # each of its 2x2 pixels moves half the change
+        cb = cv2.add(cb, change, dtype=cv2.CV_8U)
+    if mode in ("robust", "both"):
+        wh, ww = _work_size(height, width)
+        v = cr.astype(np.float32)
+        v -= 128
+        v *= _CR_TO_V
+        v += 128
+        if v.shape != (wh, ww):
+            shrink = wh < v.shape[0]
+            v = cv2.resize(v, (ww, wh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        d_v = _plane_delta(v, bits, ROBUST_SCALE, keyed=True)
+        if d_v.shape != cr.shape:
+            d_v = cv2.resize(d_v, (cr.shape[1], cr.shape[0]), interpolation=cv2.INTER_LINEAR)
+        cr = cv2.add(cr, d_v * (1 / _CR_TO_V), dtype=cv2.CV_8U)
+    return cb, cr
 
 
 def _work_size(height: int, width: int) -> tuple[int, int]:
@@ -360,8 +419,25 @@ def _rate_arg(fps: float | None) -> str:
     return f"{fps:g}"
 
 
-def _frames(path: Path, width: int, height: int, *, vf: str | None = None, limit: int | None = None):
-    """Decoded frames of `path` as HxWx3 uint8 BGR arrays, in order."""
+_PIXEL_FORMAT = re.compile(r"Stream #\d+:\d+\S*: Video: .*?, (\w+)(?:\(([^)]*)\))?, \d+x\d+")
+_PLAIN_TAGS = {"tv", "progressive", "bt470bg", "smpte170m", "unknown", "reserved"}
+
+
+def _plain_yuv420(path: Path) -> bool:
+    """Whether the video's frames are yuv420p with no colour tags but BT.601's (and limited range), so that its
+    planes can be marked as they are (watermark_chroma)."""
+    completed = media_run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)], timeout=60)
+    match = _PIXEL_FORMAT.search(completed.stderr.decode("utf-8", "replace"))
+    if match is None or match.group(1) != "yuv420p":
+        return False
+    tags = {tag.strip() for tag in re.split(r"[,/]", match.group(2) or "") if tag.strip()}
+    return tags <= _PLAIN_TAGS
+
+
+def _frames(path: Path, width: int, height: int, *, vf: str | None = None, limit: int | None = None,
+            pix_fmt: str = "bgr24"):
+    """Decoded frames of `path` as HxWx3 uint8 BGR arrays, in order (`pix_fmt="yuv420p"`: each frame's planes,
+    Y then Cb then Cr, as one flat uint8 array)."""
     args = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
     if vf:
         args += ["-vf", vf]
@@ -369,8 +445,8 @@ def _frames(path: Path, width: int, height: int, *, vf: str | None = None, limit
         args += ["-frames:v", str(limit)]
     # Frames of exactly the size the checked header declared (a stream whose coded size differs is
     # scaled inside ffmpeg), so this process never holds more than one frame of that size.
-    args += ["-fps_mode", "passthrough", "-s", f"{width}x{height}", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
-    size = width * height * 3
+    args += ["-fps_mode", "passthrough", "-s", f"{width}x{height}", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+    size = width * height * 3 if pix_fmt == "bgr24" else width * height * 3 // 2
     with tempfile.TemporaryFile() as errors:
         with media_process(args, stdout=subprocess.PIPE, stderr_file=errors, stdin=subprocess.DEVNULL) as process:
             try:
@@ -378,7 +454,8 @@ def _frames(path: Path, width: int, height: int, *, vf: str | None = None, limit
                     data = process.stdout.read(size)
                     if len(data) < size:
                         break
-                    yield np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+                    frame = np.frombuffer(data, dtype=np.uint8)
+                    yield frame.reshape(height, width, 3) if pix_fmt == "bgr24" else frame
             finally:
                 process.stdout.close()
                 code = process.wait()
@@ -386,6 +463,34 @@ def _frames(path: Path, width: int, height: int, *, vf: str | None = None, limit
             errors.seek(0)
             tail = errors.read()[-600:].decode(errors="replace")
             raise WatermarkError(f"ffmpeg could not decode {path.name}: {tail}")
+
+
+@contextlib.contextmanager
+def _opencv_threads(count: int | None):
+    """OpenCV's own thread pool set to `count` meanwhile (None: left alone). With frames marked on several
+    threads already, OpenCV splitting each small operation again only spends CPU on handing work over."""
+    if count is None:
+        yield
+        return
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _mark_bgr(frame: np.ndarray, content_id: str, *, mode: str) -> bytes:
+    return watermark_frame(frame, content_id, mode=mode).tobytes()
+
+
+def _mark_planes(frame: np.ndarray, content_id: str, *, mode: str, width: int, height: int) -> bytes:
+    """One yuv420p frame (flat: Y, Cb, Cr) marked in its chroma planes; the luma is left as it is."""
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    cb = frame[luma:luma + chroma].reshape(height // 2, width // 2)
+    cr = frame[luma + chroma:].reshape(height // 2, width // 2)
+    cb, cr = watermark_chroma(cb, cr, content_id, height, width, mode=mode)
+    return b"".join((frame[:luma].tobytes(), cb.tobytes(), cr.tobytes()))
 
 
 def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "both") -> dict:
@@ -402,17 +507,32 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
         raise WatermarkError(f"{src.name} is {width}x{height}: H.264 yuv420p needs even sides")
     bits_check = payload_bits(content_id)  # fail early on a bad id
     started = time.perf_counter()
+    # Our own compose output (and any plain BT.601 yuv420p video) is marked in its chroma planes; anything
+    # else through BGR, which ffmpeg converts with the stream's own colour tags.
+    pix_fmt = "yuv420p" if _plain_yuv420(src) else "bgr24"
+    mark = (functools.partial(_mark_planes, width=width, height=height) if pix_fmt == "yuv420p"
+            else _mark_bgr)
     args = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-framerate", _rate_arg(info["fps"]),
+            "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-framerate", _rate_arg(info["fps"]),
             "-i", "-", "-i", str(src), "-map", "0:v:0", "-map", "1:a?",
             "-c:v", "libx264", "-preset", VIDEO_PRESET, "-crf", str(crf), "-pix_fmt", "yuv420p",
             "-c:a", "copy", "-movflags", "+faststart", str(dst)]
     count = 0
-    with tempfile.TemporaryFile() as errors:
+    workers = max(1, min(MARK_THREADS, os.cpu_count() or 1))
+    with tempfile.TemporaryFile() as errors, _opencv_threads(1 if workers > 1 else None), \
+            ThreadPoolExecutor(workers, thread_name_prefix="mark") as pool:
         with media_process(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr_file=errors) as encoder:
+            # Frames are marked on `workers` threads (OpenCV and NumPy release the GIL for most of the work)
+            # and written in order; at most MARK_WINDOW frames are in flight, so memory stays bounded.
+            pending: deque = deque()
             try:
-                for frame in _frames(src, width, height):
-                    encoder.stdin.write(watermark_frame(frame, content_id, mode=mode).tobytes())
+                for frame in _frames(src, width, height, pix_fmt=pix_fmt):
+                    pending.append(pool.submit(mark, frame, content_id, mode=mode))
+                    if len(pending) >= MARK_WINDOW:
+                        encoder.stdin.write(pending.popleft().result())
+                        count += 1
+                while pending:
+                    encoder.stdin.write(pending.popleft().result())
                     count += 1
             except BrokenPipeError:
                 pass
@@ -430,7 +550,8 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
         raise WatermarkError(f"{src.name} has no frames")
     elapsed = time.perf_counter() - started
     return {"content_id": content_id, "method": "dwtDctSvd", "mode": mode, "payload_bits": len(bits_check),
-            "frames": count, "width": width, "height": height, "crf": crf, "seconds": round(elapsed, 3),
+            "frames": count, "width": width, "height": height, "crf": crf, "planes": pix_fmt,
+            "seconds": round(elapsed, 3),
             "fps_processed": round(count / elapsed, 2) if elapsed else None}
 
 

@@ -57,12 +57,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def write_video(path, height: int, width: int, *, frames: int = 24, fps: int = 24, audio: bool = False,
-                marked_id: str | None = None) -> None:
+                marked_id: str | None = None, tags: tuple[str, ...] = ()) -> None:
     args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
             "-s", f"{width}x{height}", "-framerate", str(fps), "-i", "-"]
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={frames / fps}", "-c:a", "aac", "-shortest"]
-    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p", str(path)]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p", *tags, str(path)]
     data = b"".join(natural_frame(height, width, seed=1, shift=4 * i).tobytes() for i in range(frames))
     subprocess.run(args, input=data, check=True, capture_output=True)
 
@@ -199,6 +199,33 @@ def test_video_is_marked_every_frame_with_audio_copied(tmp_path):
     assert len(frames) == 12
     for frame in frames:
         assert payload_decode(decoder.decode(frame, "dwtDctSvd")) == content_id
+
+
+@needs_library
+@pytest.mark.parametrize("tags, planes", [
+    ((), "yuv420p"),  # untagged BT.601 yuv420p, as compose writes: marked in its chroma planes
+    (("-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"), "bgr24"),  # through BGR
+])
+def test_each_way_of_marking_a_video_reads_back_through_both_decoders(tmp_path, tags, planes):
+    source, marked = tmp_path / "source.mp4", tmp_path / "marked.mp4"
+    write_video(source, 720, 1280, frames=6, tags=tags)
+    content_id = content_id_new()
+    summary = watermark_video(source, marked, content_id)
+    assert summary["planes"] == planes and summary["frames"] == 6
+    found = watermark_detect(marked, max_frames=6)
+    assert found["content_id"] == content_id and found["confidence"] > 0.85
+    decoder = WatermarkDecoder("bits", PAYLOAD_BITS)
+    frames = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(marked), "-f", "rawvideo", "-pix_fmt",
+                             "bgr24", "-"], capture_output=True, check=True).stdout
+    for frame in np.frombuffer(frames, dtype=np.uint8).reshape(-1, 720, 1280, 3):
+        assert payload_decode(decoder.decode(frame, "dwtDctSvd")) == content_id
+    # The picture stays the source's: only chroma moves, by a few levels.
+    before = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(source), "-f", "rawvideo", "-pix_fmt",
+                             "gray", "-"], capture_output=True, check=True).stdout
+    after = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(marked), "-f", "rawvideo", "-pix_fmt",
+                            "gray", "-"], capture_output=True, check=True).stdout
+    difference = np.abs(np.frombuffer(before, np.uint8).astype(int) - np.frombuffer(after, np.uint8).astype(int))
+    assert difference.mean() < 1.5
 
 
 def test_720p_video_survives_h264_crf28_reencode(tmp_path):
