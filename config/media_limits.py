@@ -271,7 +271,7 @@ def header_streams(stderr: str) -> list[Stream]:
     return streams
 
 
-def video_header(path: Path) -> VideoHeader:
+def video_header(path: Path, what: str = "video") -> VideoHeader:
     """The streams the container declares, without decoding a frame (`-nofind_stream_info`: ffmpeg
     otherwise decodes the first frames to fill in details, and that decode is what a hostile frame size
     makes expensive)."""
@@ -279,7 +279,7 @@ def video_header(path: Path) -> VideoHeader:
                           timeout=settings.MEDIA_PROBE_TIMEOUT_S)
     text = completed.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
-        raise MediaRefused("The video cannot be read.", code=KernelErrors.UNREADABLE_FILE)
+        raise MediaRefused(f"The {what} cannot be read.", code=KernelErrors.UNREADABLE_FILE)
     return VideoHeader(streams=header_streams(text))
 
 
@@ -347,6 +347,35 @@ def media_check_video(path: Path) -> VideoHeader:
     if header.duration_s > settings.MEDIA_MAX_DURATION_S:
         raise _too_large(f"The video lasts over {settings.MEDIA_MAX_DURATION_S:g} s.")
     return header
+
+
+def media_check_audio(path: Path) -> float:
+    """Refuse, before anything is decoded, an audio file (an uploaded music track) that is not exactly one
+    audio stream in MEDIA_AUDIO_CODECS (no cover art, no video), or that lasts over MEDIA_MAX_AUDIO_S
+    seconds (counted by copying its packets, stopping one second past the limit). Returns its duration."""
+    header = video_header(path, "audio")
+    streams = header.streams
+    audio = [s for s in streams if s.kind == "audio"]
+    if any(s.attached_picture for s in streams):
+        raise _layout("Audio with an attached picture (cover art) is not accepted.")
+    if len(audio) != 1 or len(streams) != 1:
+        raise _layout("The file has no audio stream." if not audio
+                      else f"The file has {len(streams)} streams; one audio stream is expected.")
+    if audio[0].codec.lower() not in _codecs("MEDIA_AUDIO_CODECS"):
+        raise _layout(f"Audio in {audio[0].codec} is not accepted.")
+    limit = settings.MEDIA_MAX_AUDIO_S
+    # With the stream info read this time: an MP3 copy needs its sample rate, and audio frames are small.
+    completed = media_run([
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+        "-map", "0:a:0", "-c", "copy", "-t", f"{limit + 1:.3f}", "-f", "null", "-progress", "pipe:1", "-nostats", "-",
+    ], timeout=settings.MEDIA_PROBE_TIMEOUT_S)
+    times = [int(value) for key, value in _PROGRESS.findall(completed.stdout) if key == b"out_time_us"]
+    duration = (times[-1] if times else 0) / 1e6
+    if duration <= 0:
+        raise MediaRefused("The audio is truncated or silent of packets.", code=KernelErrors.UNREADABLE_FILE)
+    if duration > limit:
+        raise _too_large(f"The audio lasts over {limit:g} s.")
+    return duration
 
 
 def media_check_frame(width: int, height: int, *, limit: int) -> None:

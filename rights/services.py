@@ -17,7 +17,7 @@ from accounts.models import Organization
 from config import media
 from config.errors import Conflict, DomainError
 from config.media import sha256_file
-from config.media_limits import upload_budget
+from config.media_limits import media_check_audio, upload_budget
 from config.tenancy import dangerously_unscoped, tenant_scope
 from rights import verification
 from rights.credentials import credential_read, credential_sign
@@ -44,7 +44,7 @@ class Protected:
         return hold_state(self.content.rights_hold) == HELD
 
 
-def marked_contents(path: Path) -> dict:
+def marked_contents(path: Path, *, frames: bool = True) -> dict:
     """{content pk: method} of the contents a file names by itself: its exact bytes, a valid content
     credential, or a watermark. A crop or a rescale can defeat the fingerprints while the watermark,
     made to survive them, still says whose the picture is. Any state: the caller decides what counts."""
@@ -52,7 +52,8 @@ def marked_contents(path: Path) -> dict:
 
     digest = sha256_file(path)
     found = {content.pk: "exact_hash" for content in dangerously_contents(Q(sha256=digest) | Q(original_sha256=digest))}
-    for method, read in (("c2pa", credential_read), ("watermark", watermark_detect)):
+    readers = (("c2pa", credential_read), ("watermark", watermark_detect)) if frames else (("c2pa", credential_read),)
+    for method, read in readers:
         try:
             result = read(path) or {}
         except Exception:  # a stream one reader cannot parse must not stop the others
@@ -98,9 +99,14 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     timings = {}
     started = time.perf_counter()
     content_id = content_id_new()
-    suffix, mime = (".mp4", "video/mp4") if kind == ContentKind.VIDEO else (".png", "image/png")
-    marked = work_dir / f"marked{suffix}"
-    watermark = (watermark_video if kind == ContentKind.VIDEO else watermark_image)(source, marked, content_id)
+    if kind == ContentKind.AUDIO:  # no frames to mark or fingerprint: its credential and registration protect it
+        mime = verification.sniff_audio(Path(source).read_bytes()[:16])
+        suffix = verification.AUDIO_SUFFIXES[mime]
+        marked, watermark = Path(source), {"applied": False, "reason": "audio carries no frames to mark"}
+    else:
+        suffix, mime = (".mp4", "video/mp4") if kind == ContentKind.VIDEO else (".png", "image/png")
+        marked = work_dir / f"marked{suffix}"
+        watermark = (watermark_video if kind == ContentKind.VIDEO else watermark_image)(source, marked, content_id)
     timings["watermark_s"] = round(time.perf_counter() - started, 3)
 
     step = time.perf_counter()
@@ -112,10 +118,12 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
     timings["c2pa_s"] = round(time.perf_counter() - step, 3)
 
     step = time.perf_counter()
-    hashes = fingerprints_compute(signed)
+    hashes = fingerprints_compute(signed) if kind != ContentKind.AUDIO else []
     timings["fingerprint_s"] = round(time.perf_counter() - step, 3)
 
     meta = media.probe(signed) if kind == ContentKind.VIDEO else {}
+    if kind == ContentKind.AUDIO:
+        meta = {"duration_s": media_check_audio(signed)}
     if kind == ContentKind.IMAGE:
         from PIL import Image
 
@@ -129,8 +137,8 @@ def content_protect(*, organization: Organization, source: Path, kind: str, orig
                               watermark, dict) else {}, c2pa=credential, fingerprint_count=len(hashes),
                           created_by=user)
         with open(source, "rb") as original, open(signed, "rb") as protected:
-            content.original.save(f"{content_id}-original{suffix if kind == ContentKind.VIDEO else Path(source).suffix or '.bin'}",
-                                  File(original), save=False)
+            original_suffix = suffix if kind != ContentKind.IMAGE else Path(source).suffix or ".bin"
+            content.original.save(f"{content_id}-original{original_suffix}", File(original), save=False)
             content.protected.save(f"{content_id}{suffix}", File(protected), save=False)
         timings["total_s"] = round(time.perf_counter() - started, 3)
         content.timings = timings
@@ -169,13 +177,14 @@ def asset_protect(*, organization: Organization, path: Path, title: str, user, w
     unregistered, unpublished and its protected file not served, until an operator releases or rejects
     it in the admin (`asset_hold_release`, `asset_hold_reject`)."""
 
-    mime = verification.check_upload(path)
-    kind = "video" if mime == verification.MP4 else "image"
-    _refuse_too_small(path, kind)
+    mime = verification.check_upload(path, audio=True)
+    kind = "audio" if mime in verification.AUDIO_TYPES else "video" if mime == verification.MP4 else "image"
+    if kind != "audio":
+        _refuse_too_small(path, kind)
     protected = content_protect(
         organization=organization, source=path, kind=kind,
         origin="upload", work_dir=work_dir, title=title[:200], user=user,
-        named_by_file=marked_contents(path))
+        named_by_file=marked_contents(path, frames=kind != "audio"))
     content = protected.content
     if protected.infringements:
         content.rights_hold = {"matches": protected.infringements, "held_at": timezone.now().isoformat()}

@@ -26,6 +26,11 @@ from rights.watermark import watermark_detect
 logger = logging.getLogger(__name__)
 
 PNG, JPEG, MP4 = "image/png", "image/jpeg", "video/mp4"
+# Audio is taken as an asset (a music track a job's bed can be), never verified: it carries no frames to
+# watermark or fingerprint, so only its credential and its registration protect it.
+WAV, MP3, FLAC = "audio/wav", "audio/mpeg", "audio/flac"
+AUDIO_TYPES = (WAV, MP3, FLAC)
+AUDIO_SUFFIXES = {WAV: ".wav", MP3: ".mp3", FLAC: ".flac"}
 
 
 class VerifyRefused(DomainError):
@@ -43,17 +48,36 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def check_upload(path: Path) -> str:
+def sniff_audio(head: bytes) -> str | None:
+    """An audio file's real type from its first bytes (WAV, MP3 with or without an ID3 tag, FLAC)."""
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return WAV
+    if head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE6 == 0xE2):
+        return MP3  # an ID3 tag, or an MPEG audio frame sync with layer III
+    if head.startswith(b"fLaC"):
+        return FLAC
+    return None
+
+
+def check_upload(path: Path, *, audio: bool = False) -> str:
     """Refuse what we will not decode, before decoding it: unknown types, images whose header claims
     more than MEDIA_MAX_IMAGE_PIXELS, videos over the media limits or in an unexpected stream layout
     (config.media_limits.media_check_video), files Pillow or ffmpeg cannot read. Returns the mime type.
-    Every upload path calls it: verification, asset uploads (API and portal) and `manage.py protect`."""
+    Every upload path calls it: verification, asset uploads (API and portal) and `manage.py protect`.
+    With `audio` (asset uploads) WAV, MP3 and FLAC are taken too, checked by media_check_audio."""
     size = path.stat().st_size
     if size == 0:
         raise VerifyRefused("The file is empty.", code=RightsErrors.EMPTY_FILE)
     with open(path, "rb") as handle:
-        mime = sniff(handle.read(16))
+        head = handle.read(16)
+    mime = sniff(head)
+    if mime is None and audio and (mime := sniff_audio(head)) is not None:
+        media_limits.media_check_audio(path)
+        return mime
     if mime is None:
+        if audio:
+            raise VerifyRefused("Only PNG, JPEG, MP4, WAV, MP3 and FLAC files are taken as assets.",
+                                code=RightsErrors.UNSUPPORTED_TYPE)
         raise VerifyRefused("Only PNG, JPEG and MP4 files can be verified.", code=RightsErrors.UNSUPPORTED_TYPE)
     if mime in (PNG, JPEG):
         from PIL import Image

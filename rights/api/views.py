@@ -135,7 +135,9 @@ def hold_message(infringements: list[dict]) -> str:
 
 
 class AssetListView(mixins.ListModelMixin, OrganizationAPIView):
-    """Protect and register an existing image or video (multipart `file`, optional `title`)."""
+    """Protect and register an existing image or video (multipart `file`, optional `title`): watermarked,
+    fingerprinted, signed and registered. A WAV, MP3 or FLAC file (a music track a job's bed can be) is
+    signed and registered; audio carries no frames to watermark or fingerprint."""
 
     required_scopes = {"GET": "rights:read", "POST": "rights:register"}
     error_codes = {"POST": (KernelErrors.PAYLOAD_TOO_LARGE, KernelErrors.MEDIA_TOO_LARGE, RightsErrors.IMAGE_TOO_LARGE,

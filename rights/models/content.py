@@ -11,6 +11,7 @@ from config.tenancy import TenantModel
 class ContentKind(models.TextChoices):
     VIDEO = "video"
     IMAGE = "image"
+    AUDIO = "audio"  # an uploaded music track: signed and registered, with no watermark or fingerprints
 
 
 class ContentSource(models.TextChoices):

@@ -38,10 +38,12 @@ from rights.services import asset_protect
 
 
 class AssetUploadForm(forms.Form):
-    file = forms.FileField(label=gettext_lazy("Image or video"),
-                           help_text=gettext_lazy("PNG, JPEG or MP4. It is watermarked, fingerprinted, signed and "
-                                                  "registered on chain."),
-                           widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,video/mp4"}))
+    file = forms.FileField(label=gettext_lazy("Image, video or music"),
+                           help_text=gettext_lazy("PNG, JPEG or MP4: watermarked, fingerprinted, signed and "
+                                                  "registered on chain. WAV, MP3 or FLAC (a music track for "
+                                                  "jobs): signed and registered."),
+                           widget=forms.ClearableFileInput(attrs={
+                               "accept": "image/png,image/jpeg,video/mp4,audio/wav,audio/mpeg,audio/flac"}))
     title = forms.CharField(label=gettext_lazy("Title"), max_length=200, required=False,
                             help_text=gettext_lazy("Private to your organization; never shown on public pages."))
 
@@ -134,7 +136,8 @@ def _asset_file(request, content: Content):
     if hold_state(content.rights_hold) in (HELD, REJECTED):
         # The protected file carries a credential naming this organization: not while it is in question.
         raise Http404("held")
-    extension = "mp4" if content.kind == "video" else "png"
+    extension = ({"video": "mp4", "audio": verification.AUDIO_SUFFIXES.get(content.mime_type, ".bin")[1:]}
+                 .get(content.kind, "png"))
     return file_response(request, content.protected, content_type=content.mime_type or "application/octet-stream",
                          filename=f"{content.content_id}.{extension}")
 
