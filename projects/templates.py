@@ -46,6 +46,12 @@ PROVIDERS_BY_KIND = {
 }
 PROMPT_STAGES = ["style", "script", "storyboard", "frame", "clip"]
 PROMPT_MAX_LENGTH = 2000
+# How burned-in subtitles look (generation.media draws them): the font's size against the frame, where
+# they sit, the outline around the glyphs and what is behind them.
+SUBTITLE_SIZES = ["small", "medium", "large"]
+SUBTITLE_POSITIONS = ["bottom", "top"]
+SUBTITLE_OUTLINES = ["none", "thin", "thick"]
+SUBTITLE_BACKGROUNDS = ["box", "solid", "none"]  # box: translucent dark; solid: opaque dark
 # The storyboard schema's shortest shot: more shots than this allows cannot fit the duration.
 MIN_SHOT_S = SHOT["properties"]["duration_s"]["minimum"]
 
@@ -57,12 +63,14 @@ _DEFAULTS = {
     "shots": 8,
     "voice": "auto",
     "burn_subtitles": True,
+    "subtitle_style": {"size": "medium", "position": "bottom", "outline": "thin", "background": "box"},
     "providers": {kind: ["offline"] for kind in PROVIDER_KINDS},
     "approval_required": False,
+    "recurring_character": False,
     "prompts": {},
 }
 # Keys whose value is an object merged key by key when settings are laid over a base.
-_MERGED_KEYS = ("providers", "prompts")
+_MERGED_KEYS = ("providers", "prompts", "subtitle_style")
 
 
 def template_defaults() -> dict:
@@ -132,6 +140,19 @@ class StagePrompts(_StrictSerializer):
         return {stage: prompt for stage, prompt in attrs.items() if prompt}
 
 
+class SubtitleStyle(_StrictSerializer):
+    """How the burned-in subtitles look; the soft track and the .srt/.vtt files carry no style."""
+
+    size = serializers.ChoiceField(choices=SUBTITLE_SIZES, default="medium",
+                                   help_text="The font's size against the frame's short side (medium: 5%).")
+    position = serializers.ChoiceField(choices=SUBTITLE_POSITIONS, default="bottom",
+                                       help_text="The bottom or top of the frame, 5% of its height from the edge.")
+    outline = serializers.ChoiceField(choices=SUBTITLE_OUTLINES, default="thin",
+                                      help_text="The dark outline around the glyphs.")
+    background = serializers.ChoiceField(choices=SUBTITLE_BACKGROUNDS, default="box",
+                                         help_text="Behind the text: a translucent dark box, an opaque one, or none.")
+
+
 class TemplateSettings(_StrictSerializer):
     """The schema of `TemplateVersion.settings`. Validate through `template_settings_validate`,
     which fills what is missing from a base version or the defaults first."""
@@ -146,10 +167,16 @@ class TemplateSettings(_StrictSerializer):
                                   help_text="auto: the voice of the job's language; none: no narration.")
     burn_subtitles = serializers.BooleanField(default=True, help_text="Burn the subtitles into the picture (the "
                                               "video always carries them as a soft track too).")
+    subtitle_style = SubtitleStyle(default=lambda: template_defaults()["subtitle_style"],
+                                   help_text="How burned-in subtitles look; merged key by key over the base.")
     providers = ProviderChains(default=lambda: template_defaults()["providers"],
                                help_text="Per kind of stage, provider names in fallback order.")
     approval_required = serializers.BooleanField(default=False,
                                                  help_text="The job waits for a person's approval before protection.")
+    recurring_character = serializers.BooleanField(
+        default=False, help_text="Keep one recurring character the same across shots: with a video provider that "
+        "makes characters (openai), the first shot's clip becomes a character every later clip features, so the "
+        "later clips wait for the first one.")
     prompts = StagePrompts(default=dict)
 
     def validate(self, attrs):
@@ -186,8 +213,8 @@ def _plain(errors):
 def template_settings_validate(settings, *, base: dict | None = None) -> dict:
     """Complete, normalized settings from `settings` laid over `base` (or the defaults).
 
-    A key given replaces the base's; `providers` and `prompts` merge kind by kind and stage by stage
-    (an empty prompt removes that stage's prompt). Raises DomainError 400 with the errors under
+    A key given replaces the base's; `providers`, `prompts` and `subtitle_style` merge key by key (an
+    empty prompt removes that stage's prompt). Raises DomainError 400 with the errors under
     `fields.settings`.
     """
     if not isinstance(settings, Mapping):

@@ -21,6 +21,7 @@ from generation.models import JobStatus, Stage
 ONE = "one"  # the stage's single step (shot 0)
 SAME_SHOT = "same_shot"  # the step of the same shot
 EVERY_SHOT = "every_shot"  # every shot's step, in shot order
+FIRST_SHOT = "first_shot"  # the first shot's step, for the later shots of a per-shot stage (none for shot 1)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class StageSpec:
     label: str  # the portal's name for it
     verb: str = ""  # the progress message while it runs ("" for per-shot stages, which count shots)
     per_shot: bool = False
+    # More inputs when the job keeps a recurring character (steps.recurring_character): only then, so the
+    # shots of other jobs still run in parallel and keep their digests.
+    character_needs: tuple[tuple[Stage, str], ...] = ()
 
     @cached_property
     def run(self):
@@ -54,7 +58,9 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(Stage.CLIP, "video", None, 5, JobStatus.VIDEO_GENERATION,
               ((Stage.STYLE, ONE), (Stage.STORYBOARD, ONE), (Stage.FRAME, SAME_SHOT)),
               "generation.pipeline.stages.run_clip",
-              gettext_lazy("Clip"), per_shot=True),
+              gettext_lazy("Clip"), per_shot=True,
+              # The later clips feature the character made from the first one.
+              character_needs=((Stage.CLIP, FIRST_SHOT),)),
     StageSpec(Stage.COMPOSE, None, "cpu", 8, JobStatus.COMPOSING, ((Stage.STORYBOARD, ONE), (Stage.CLIP, EVERY_SHOT)),
               "generation.pipeline.stages.run_compose", gettext_lazy("Compose"), "Composing the video"),
     StageSpec(Stage.REVIEW, None, "cpu", 1, JobStatus.REVIEWING, ((Stage.COMPOSE, ONE),),

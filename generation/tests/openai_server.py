@@ -5,17 +5,23 @@
 It answers the endpoints the openai providers call with media it makes: chat completions (valid style,
 script and storyboard JSON), moderations, images generations (a PNG of four coloured quadrants) and edits
 (the uploaded image with its colours inverted), videos create/retrieve/content/remix (an MP4 made with
-ffmpeg: the input reference held for the asked seconds, a remix solid green, with a tone), audio speech
-(a 440 Hz tone, 80 ms per character, as WAV or any format ffmpeg writes).
+ffmpeg: the input reference held for the asked seconds, a remix solid green, with a tone), videos characters
+create/retrieve (the upload must be an MP4 ffmpeg decodes, else 400 `invalid_video`; a create's
+`characters[][id]` must name one, else 400 `unknown_character`), audio speech (a 440 Hz tone, 80 ms per
+character, as WAV or any format ffmpeg writes).
 
 Control, on the same port:
     POST /_control/script {"route": "images.generate", "replies": [{"status": 429, "headers": {...}}, ...]}
         a reply: status (an error answer) with optional code and headers, delay_s (answers late), or
         {"video_status": "failed", "error_code": "moderation_blocked"} for videos.create/remix, or
         {"polls": n} (the video is queued for n status checks first); {} answers normally.
-    POST /_control/reset      forget the scripts and the requests
+    POST /_control/reset      forget the scripts, the requests and the characters
     GET /_control/requests    every request so far: route, method, path, authorization, body (JSON, or
-                              the form's fields, a file as {"filename", "bytes", "sha256"})
+                              the form's fields, a file as {"filename", "bytes", "sha256"}; a repeated
+                              field as the list of its values)
+    GET /_control/characters  every character made: {id: {"name", "video_sha256", "made_from" (the id of the
+                              video whose content was uploaded, or None), "featured_in" (the ids of the
+                              videos whose create named it)}}
 """
 from __future__ import annotations
 
@@ -51,6 +57,7 @@ _lock = threading.Lock()
 _scripts: dict[str, deque] = {}
 _requests: list[dict] = []
 _videos: dict[str, dict] = {}
+_characters: dict[str, dict] = {}
 _counter = iter(range(1, 1_000_000))
 
 
@@ -162,6 +169,8 @@ def video_object(video: dict) -> dict:
 # --- the server ---------------------------------------------------------------------------------------
 
 ROUTES = [
+    ("POST", re.compile(r"/v1/videos/characters$"), "videos.create_character"),
+    ("GET", re.compile(r"/v1/videos/characters/(?P<id>[^/]+)$"), "videos.get_character"),
     ("POST", re.compile(r"/v1/chat/completions$"), "chat"),
     ("POST", re.compile(r"/v1/moderations$"), "moderations"),
     ("POST", re.compile(r"/v1/images/generations$"), "images.generate"),
@@ -182,10 +191,32 @@ def _form(content_type: str, raw: bytes) -> dict:
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         if part.get_filename():
-            fields[name] = {"filename": part.get_filename(), "bytes": payload, "sha256": hashlib.sha256(payload).hexdigest()}
+            value = {"filename": part.get_filename(), "bytes": payload, "sha256": hashlib.sha256(payload).hexdigest()}
         else:
-            fields[name] = payload.decode()
+            value = payload.decode()
+        if name in fields:  # a repeated field (an array: characters[][id]) keeps every value
+            fields[name] = [*(fields[name] if isinstance(fields[name], list) else [fields[name]]), value]
+        else:
+            fields[name] = value
     return fields
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def is_mp4(data: bytes) -> bool:
+    """An ISO media file (its first box is `ftyp`) whose video ffmpeg decodes."""
+    if len(data) < 12 or data[4:8] != b"ftyp":
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.mp4"
+        path.write_bytes(data)
+        try:
+            _ffmpeg(["-i", str(path), "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"])
+        except subprocess.CalledProcessError:
+            return False
+    return True
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -256,9 +287,12 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_control/reset" and method == "POST":
                 _scripts.clear()
                 _requests.clear()
+                _characters.clear()
                 return self._json(200, {"ok": True})
             if path == "/_control/requests":
                 return self._json(200, _requests)
+            if path == "/_control/characters":
+                return self._json(200, _characters)
         return self._json(404, {"error": "no such control"})
 
     # Endpoints.
@@ -293,10 +327,39 @@ class Handler(BaseHTTPRequestHandler):
 
     def _videos_create(self, body, match, reply):
         reference = body.get("input_reference")
+        featured = _listed(body.get("characters[][id]"))
+        unknown = [character for character in featured if character not in _characters]
+        if unknown:
+            return self._json(400, {"error": {"message": f"no character {unknown[0]}", "type": "invalid_request_error",
+                                              "param": "characters", "code": "unknown_character"}})
         video = self._new_video(reply, model=body.get("model", "sora-2"), seconds=int(body.get("seconds", 4)),
                                 size=body.get("size", "720x1280"), prompt=body.get("prompt"),
                                 reference=reference["bytes"] if isinstance(reference, dict) else None)
+        with _lock:
+            for character in featured:
+                _characters[character]["featured_in"].append(video["id"])
         self._json(200, video_object(video))
+
+    def _videos_create_character(self, body, match, reply):
+        upload = body.get("video")
+        if not isinstance(upload, dict) or not is_mp4(upload["bytes"]):
+            return self._json(400, {"error": {"message": "the video is not an MP4", "type": "invalid_request_error",
+                                              "param": "video", "code": "invalid_video"}})
+        digest = hashlib.sha256(upload["bytes"]).hexdigest()
+        with _lock:
+            # The latest video served with these bytes (renders of the same request are byte-identical).
+            made_from = next((v["id"] for v in reversed(list(_videos.values())) if v.get("content_sha256") == digest),
+                             None)
+            character = {"id": f"char_{next(_counter)}", "name": body.get("name") or "", "created_at": int(time.time()),
+                         "video_sha256": digest, "made_from": made_from, "featured_in": []}
+            _characters[character["id"]] = character
+        self._json(200, {key: character[key] for key in ("id", "name", "created_at")})
+
+    def _videos_get_character(self, body, match, reply):
+        character = _characters.get(match["id"])
+        if character is None:
+            return self._json(404, {"error": {"message": "no such character", "type": "stub", "code": None}})
+        self._json(200, {key: character[key] for key in ("id", "name", "created_at")})
 
     def _videos_remix(self, body, match, reply):
         source = _videos.get(match["id"])
@@ -322,7 +385,12 @@ class Handler(BaseHTTPRequestHandler):
         video = _videos.get(match["id"])
         if video is None or video["status"] != "completed":
             return self._json(404, {"error": {"message": "not ready", "type": "stub", "code": None}})
-        self._send(200, render_video(video["size"], video["seconds"], video.get("reference")), "video/mp4")
+        if "content" not in video:  # made once: a character made from it is then traced back to this video
+            content = render_video(video["size"], video["seconds"], video.get("reference"))
+            with _lock:
+                video.setdefault("content", content)
+                video["content_sha256"] = hashlib.sha256(video["content"]).hexdigest()
+        self._send(200, video["content"], "video/mp4")
 
     def _audio_speech(self, body, match, reply):
         audio_format = body.get("response_format", "mp3")
@@ -331,9 +399,16 @@ class Handler(BaseHTTPRequestHandler):
 
 def _recordable(body):
     if isinstance(body, dict):
-        return {key: ({k: v for k, v in value.items() if k != "bytes"} if isinstance(value, dict) and "bytes" in value
-                      else value) for key, value in body.items()}
+        return {key: _recordable_value(value) for key, value in body.items()}
     return body
+
+
+def _recordable_value(value):
+    if isinstance(value, list):  # a repeated form field
+        return [_recordable_value(item) for item in value]
+    if isinstance(value, dict) and "bytes" in value:
+        return {k: v for k, v in value.items() if k != "bytes"}
+    return value
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from PIL import Image
 from generation import media
 from config.media import MediaError, ffmpeg_exe, parse_ffmpeg_info, probe
 from generation.media import compose, review_checks, thumbnail
+from projects import templates
 
 W, H, FPS = 640, 360, 24
 
@@ -211,3 +212,79 @@ def test_subtitles_without_freetype_use_the_bitmap_font(monkeypatch):
     monkeypatch.setattr(media, "_font", lambda size: None)
     strip = media.subtitle_strip("Still readable without FreeType", 854, 480)
     assert strip.size == (854, media.subtitle_strip_height(480)) and strip.getbbox() is not None
+
+
+# --- subtitle style (a template's `subtitle_style`) ------------------------------------------------
+
+STYLED_SHOT = [{"duration_s": 1.0, "dialogue": "Subtitles in place."}]  # one line
+
+
+def text_rows(video: Path, plain: Path, at: float = 0.5) -> np.ndarray:
+    """The rows of the frame at `at` where the burned text changed the picture (against the same video
+    without subtitles)."""
+    changed = np.abs(frame_at(video, at) - frame_at(plain, at)).max(axis=2) > 60
+    return np.nonzero(changed.sum(axis=1) >= 2)[0]
+
+
+@pytest.fixture(scope="module")
+def flat_clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("flat") / "gray.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"color=c=0x808080:size={W}x{H}:rate={FPS}:duration=1", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def test_the_subtitle_style_places_and_sizes_the_burned_text(flat_clip, tmp_path):
+    def render(name, **style):
+        return compose([flat_clip], STYLED_SHOT, tmp_path / f"{name}.mp4", W, H, FPS, transition_s=0,
+                       subtitles=bool(style), subtitle_style={"background": "none", **style} if style else None)
+    plain = render("plain")
+    bottom, top = text_rows(render("bottom", position="bottom"), plain), text_rows(render("top", position="top"), plain)
+    assert len(bottom) and len(top)
+    assert bottom.min() > H * 0.6 and bottom.max() < H * 0.96  # above the bottom margin
+    assert top.max() < H * 0.4 and top.min() > H * 0.04  # below the top margin
+    small = text_rows(render("small", size="small"), plain)
+    large = text_rows(render("large", size="large"), plain)
+    # One line of text: its rows grow with the font (4% against 6.5% of the short side).
+    assert np.ptp(large) > np.ptp(small) * 1.3, (np.ptp(small), np.ptp(large))
+    assert np.ptp(large) > H * 0.045 and np.ptp(small) < H * 0.06
+
+
+def test_the_outline_and_the_background_of_a_subtitle_strip():
+    def dark_pixels(**style) -> int:
+        strip = np.asarray(media.subtitle_strip("Outlined words", W, H, style=style))
+        return int(((strip[..., 3] > 200) & (strip[..., :3].max(axis=2) < 60)).sum())
+    none, thin, thick = (dark_pixels(outline=name, background="none") for name in ("none", "thin", "thick"))
+    assert none == 0 and thin > 0 and thick > thin * 1.5
+    box = np.asarray(media.subtitle_strip("Boxed words", W, H, style={"background": "box"}))[..., 3]
+    solid = np.asarray(media.subtitle_strip("Boxed words", W, H, style={"background": "solid"}))[..., 3]
+    assert box.max() == 255 and 100 < np.median(box[box > 0]) < 200 and np.median(solid[solid > 0]) == 255
+    bare = np.asarray(media.subtitle_strip("Boxed words", W, H, style={"background": "none", "outline": "none"}))
+    assert (bare[..., 3] > 0).sum() < (box > 0).sum() / 3  # only the glyphs
+
+
+def test_the_subtitle_size_follows_the_short_side_so_portrait_reads_like_landscape():
+    def glyph_height(width, height, **style):
+        strip = media.subtitle_strip("Short line", width, height, style={"background": "none", **style})
+        box = strip.getbbox()
+        return box[3] - box[1]
+    assert glyph_height(720, 1280) == glyph_height(1280, 720)  # 9:16 and 16:9 at 720p
+    assert glyph_height(1920, 1080) == pytest.approx(glyph_height(1280, 720) * 1.5, rel=0.1)  # 1080p against 720p
+    assert glyph_height(854, 480, size="small") < glyph_height(854, 480) < glyph_height(854, 480, size="large")
+    # Two lines of the large size fit the strip, whatever the frame.
+    for width, height in ((854, 480), (1280, 720), (1080, 1920)):
+        strip = media.subtitle_strip("A line long enough to be wrapped onto a second one here", width, height,
+                                     style={"size": "large", "position": "top"})
+        assert strip.getbbox()[3] < strip.height and strip.height < height / 2
+
+
+def test_an_unknown_subtitle_style_is_refused_and_matches_the_template_schema():
+    with pytest.raises(MediaError):
+        media.subtitle_style_of({"size": "huge"})
+    with pytest.raises(MediaError):
+        media.subtitle_style_of({"font": "Arial"})
+    assert media.subtitle_style_of(None) == media.SUBTITLE_STYLE == templates.template_defaults()["subtitle_style"]
+    assert list(media.SUBTITLE_SIZES) == templates.SUBTITLE_SIZES
+    assert list(media.SUBTITLE_POSITIONS) == templates.SUBTITLE_POSITIONS
+    assert list(media.SUBTITLE_OUTLINES) == templates.SUBTITLE_OUTLINES
+    assert list(media.SUBTITLE_BACKGROUNDS) == templates.SUBTITLE_BACKGROUNDS

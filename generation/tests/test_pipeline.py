@@ -1,13 +1,21 @@
 """The pipeline driven in-process (workers are tested live in test_workers.py): completion, reuse
 by digest when one shot is edited or regenerated, fallback, cancel, retry, approval, fair share."""
 import itertools
+import subprocess
 from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 from accounts.audit import Actor
+from config.media import ffmpeg_exe, probe
 from config.tenancy import dangerously_unscoped, tenant_scope
 from generation import services
-from generation.models import Artifact, GenerationPolicy, Job, JobEvent, ProviderCredential, Step
+from generation.models import Artifact, GenerationPolicy, Job, JobEvent, ProviderCredential, Stage, Step
+from generation.pipeline import steps as pipeline
 from generation.queue.worker import run_until_idle
+from projects import templates
 
 SMALL = {"duration_s": 8, "resolution": "480p", "shots": 3}
 
@@ -213,3 +221,72 @@ def test_a_job_whose_advance_was_lost_is_advanced_again_by_the_sweep(tenant_a, t
     assert run_commits(jobs_advance_stalled) == []  # moving again; the other studio's job never was stalled
     drain(run_commits)
     assert reload(tenant_a, job).status == "completed" and reload(tenant_b, moving).status == "completed"
+
+
+# --- the subtitle look of a template ------------------------------------------------------------
+
+OLD_COMPOSE_PARAMS = {"stage", "provider", "regeneration", "prompt", "organization", "shots", "resolution",
+                      "aspect_ratio", "fps", "voice", "burn_subtitles"}
+
+
+def test_the_compose_digest_holds_the_subtitle_style_only_when_it_is_not_the_default():
+    template_defaults = templates.template_defaults
+    storyboard = SimpleNamespace(data={"shots": [{"number": 1, "duration_s": 5, "dialogue": "Hello."}]},
+                                 content_hash="c0ffee")
+    inputs = {(Stage.STORYBOARD, 0): storyboard}
+
+    def compose_step(settings):
+        job = Job(organization_id=7, options={"duration_s": 5, "resolution": "480p", "aspect_ratio": "16:9",
+                                              "shots": 1}, template_snapshot={"settings": settings} if settings else {})
+        step = Step(stage=Stage.COMPOSE, shot=0)
+        return pipeline.step_params(job, step, inputs), pipeline.step_digest(job, step, inputs)
+
+    older = {key: value for key, value in template_defaults().items() if key != "subtitle_style"}
+    params, digest = compose_step(older)  # a template snapshot from before the style existed
+    assert set(params) == OLD_COMPOSE_PARAMS
+    assert compose_step(template_defaults())[1] == digest == compose_step(None)[1]
+    assert compose_step({**older, "subtitle_style": {"size": "medium"}})[1] == digest  # a default spelt out
+    top, top_digest = compose_step({**older, "subtitle_style": {"position": "top"}})
+    assert top["subtitle_style"] == {**template_defaults()["subtitle_style"], "position": "top"}
+    assert top_digest != digest
+    assert compose_step({**older, "subtitle_style": {"size": "large"}})[1] not in (digest, top_digest)
+    # Nothing is burned in: the look changes nothing, so neither does the digest.
+    unburned = compose_step({**older, "burn_subtitles": False})[1]
+    assert compose_step({**older, "burn_subtitles": False, "subtitle_style": {"position": "top"}})[1] == unburned
+
+
+def test_a_templates_subtitle_position_reaches_the_burned_video(tenant_a, run_commits, tmp_path):
+    """Two jobs of one topic whose templates differ only in the subtitles' position: the clips are
+    reused, the compose steps are not, and each video has its (dark-boxed) subtitles where its template
+    put them."""
+    videos, digests = {}, {}
+    for position in ("top", "bottom"):
+        with tenant_scope(tenant_a.organization):
+            template = templates.template_create(
+                organization=tenant_a.organization, name=f"Subtitles at the {position}",
+                actor=Actor(user=tenant_a.owner),
+                settings={"duration_s": 5, "shots": 1, "resolution": "480p", "subtitle_style": {"position": position}})
+        job = start(tenant_a, run_commits, options={"voice": "none"}, template_id=template.pk)
+        drain(run_commits)
+        with tenant_scope(tenant_a.organization):
+            compose = Step.objects.select_related("artifact").get(job=job, stage="compose")
+            assert compose.artifact is not None, reload(tenant_a, job).error
+            videos[position] = tmp_path / f"{position}.mp4"
+            videos[position].write_bytes(compose.artifact.file.read())
+            digests[position] = compose.input_digest
+            clip_reused = Step.objects.get(job=job, stage="clip", shot=1).reused
+    assert digests["top"] != digests["bottom"] and clip_reused  # the second job reused the first one's clip
+
+    def frame(path: Path) -> np.ndarray:  # the middle of the only shot, in grey levels
+        info = probe(path)
+        raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", "2.5", "-i", str(path), "-frames:v", "1", "-f",
+                              "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout
+        return np.frombuffer(raw, np.uint8).reshape(info["height"], info["width"]).astype(np.float64)
+
+    top, bottom = frame(videos["top"]), frame(videos["bottom"])
+    band = top.shape[0] // 4
+    # Where a video's subtitles are, the two frames differ; elsewhere they are the same picture.
+    assert np.abs(top[band:-band] - bottom[band:-band]).mean() < 2
+    assert np.abs(top[:band] - bottom[:band]).mean() > 4 and np.abs(top[-band:] - bottom[-band:]).mean() > 4
+    # The box darkens its band: the top video's top band, the bottom video's bottom band.
+    assert top[:band].mean() < bottom[:band].mean() and bottom[-band:].mean() < top[-band:].mean()

@@ -22,7 +22,18 @@ from config.errors import DomainError, NotFound
 from projects import templates
 from projects.error_codes import ProjectsErrors
 from projects.schemas import STYLE_NAMES
-from projects.templates import ASPECT_RATIOS, MIN_SHOT_S, PROMPT_STAGES, PROVIDER_KINDS, PROVIDERS_BY_KIND, RESOLUTIONS
+from projects.templates import (
+    ASPECT_RATIOS,
+    MIN_SHOT_S,
+    PROMPT_STAGES,
+    PROVIDER_KINDS,
+    PROVIDERS_BY_KIND,
+    RESOLUTIONS,
+    SUBTITLE_BACKGROUNDS,
+    SUBTITLE_OUTLINES,
+    SUBTITLE_POSITIONS,
+    SUBTITLE_SIZES,
+)
 
 TABS = {"own": gettext_lazy("Our templates"), "public": gettext_lazy("Public library")}
 PROMPT_LABELS = {
@@ -38,8 +49,22 @@ PROVIDER_LABELS = {
     "video": gettext_lazy("Video providers"),
     "voice": gettext_lazy("Voice providers"),
 }
+# Per key of `subtitle_style`: the field's label and the choices in the order the schema lists them.
+SUBTITLE_STYLE_FIELDS = {
+    "size": (gettext_lazy("Subtitle size"), SUBTITLE_SIZES,
+             {"small": gettext_lazy("Small"), "medium": gettext_lazy("Medium"), "large": gettext_lazy("Large")}),
+    "position": (gettext_lazy("Subtitle position"), SUBTITLE_POSITIONS,
+                 {"bottom": gettext_lazy("Bottom of the frame"), "top": gettext_lazy("Top of the frame")}),
+    "outline": (gettext_lazy("Subtitle outline"), SUBTITLE_OUTLINES,
+                {"none": gettext_lazy("No outline"), "thin": gettext_lazy("Thin outline"),
+                 "thick": gettext_lazy("Thick outline")}),
+    "background": (gettext_lazy("Subtitle background"), SUBTITLE_BACKGROUNDS,
+                   {"box": gettext_lazy("Translucent box"), "solid": gettext_lazy("Opaque box"),
+                    "none": gettext_lazy("No box")}),
+}
 # Settings keys shown as a form field of the same name; providers and prompts get one field per kind/stage.
-PLAIN_SETTINGS = ["style", "duration_s", "aspect_ratio", "resolution", "shots", "voice", "approval_required"]
+PLAIN_SETTINGS = ["style", "duration_s", "aspect_ratio", "resolution", "shots", "voice", "approval_required",
+                  "recurring_character"]
 
 
 def _provider_field(kind: str) -> str:
@@ -48,6 +73,10 @@ def _provider_field(kind: str) -> str:
 
 def _prompt_field(stage: str) -> str:
     return f"prompt_{stage}"
+
+
+def _subtitle_field(key: str) -> str:
+    return f"subtitle_{key}"
 
 
 class TemplateForm(forms.Form):
@@ -70,6 +99,10 @@ class TemplateForm(forms.Form):
                             help_text=gettext_lazy("Empty or “auto”: the voice of the job’s language; “none”: no narration."))
     approval_required = forms.BooleanField(
         label=gettext_lazy("Wait for a reviewer's approval before protection"), required=False)
+    recurring_character = forms.BooleanField(
+        label=gettext_lazy("Keep a recurring character the same in every shot"), required=False,
+        help_text=gettext_lazy("With the openai video provider: the first shot's clip becomes a character that "
+                               "every later clip features. The later clips wait for the first one."))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -84,12 +117,19 @@ class TemplateForm(forms.Form):
             self.fields[_prompt_field(stage)] = forms.CharField(
                 label=PROMPT_LABELS[stage], required=False, widget=forms.Textarea(attrs={"rows": 2}),
                 help_text=_("Added to the %(stage)s step's prompt. Empty: none.") % {"stage": stage})
+        for key, (label, names, labels) in SUBTITLE_STYLE_FIELDS.items():
+            # Not required: a form posted without them keeps the current version's look.
+            self.fields[_subtitle_field(key)] = forms.ChoiceField(
+                label=label, required=False, choices=[(name, labels[name]) for name in names])
 
     def provider_fields(self):
         return [self[_provider_field(kind)] for kind in PROVIDER_KINDS]
 
     def prompt_fields(self):
         return [self[_prompt_field(stage)] for stage in PROMPT_STAGES]
+
+    def subtitle_fields(self):
+        return [self[_subtitle_field(key)] for key in SUBTITLE_STYLE_FIELDS]
 
     def settings(self) -> dict:
         """The settings as the API takes them (`TemplateIn.settings`)."""
@@ -98,6 +138,8 @@ class TemplateForm(forms.Form):
         settings["providers"] = {kind: [name.strip() for name in data[_provider_field(kind)].split(",") if name.strip()]
                                  for kind in PROVIDER_KINDS}
         settings["prompts"] = {stage: data[_prompt_field(stage)] for stage in PROMPT_STAGES}
+        settings["subtitle_style"] = {key: data[_subtitle_field(key)] for key in SUBTITLE_STYLE_FIELDS
+                                      if data[_subtitle_field(key)]}
         return settings
 
 
@@ -109,6 +151,9 @@ def _initial(name: str = "", description: str = "", is_public: bool = False, set
         initial[_provider_field(kind)] = ", ".join(settings.get("providers", {}).get(kind, []))
     for stage in PROMPT_STAGES:
         initial[_prompt_field(stage)] = settings.get("prompts", {}).get(stage, "")
+    look = {**templates.template_defaults()["subtitle_style"], **settings.get("subtitle_style", {})}
+    for key in SUBTITLE_STYLE_FIELDS:
+        initial[_subtitle_field(key)] = look[key]
     return initial
 
 
@@ -142,12 +187,20 @@ def _settings_refused(form: TemplateForm, exc: DomainError) -> None:
             targets = {_provider_field(kind): value for kind, value in problems.items()}
         elif key == "prompts" and isinstance(problems, Mapping):
             targets = {_prompt_field(stage): value for stage, value in problems.items()}
+        elif key == "subtitle_style" and isinstance(problems, Mapping):
+            targets = {_subtitle_field(name): value for name, value in problems.items()}
         else:
             targets = {key: problems}
         for field, value in targets.items():
             for message in _messages(value):
                 form.add_error(field if field in form.fields else None, message)
     form.add_error(None, _("The template settings are invalid. Correct the fields marked below."))
+
+
+def _subtitle_style_shown(settings: Mapping) -> list[tuple]:
+    """(label, the chosen value's label) per key of a version's subtitle look; older versions lack it."""
+    look = {**templates.template_defaults()["subtitle_style"], **settings.get("subtitle_style", {})}
+    return [(label, labels.get(look[key], look[key])) for key, (label, _names, labels) in SUBTITLE_STYLE_FIELDS.items()]
 
 
 def _not_found(call, **kwargs):
@@ -195,6 +248,7 @@ def template_detail(request, template_id):
         "providers": [(PROVIDER_LABELS[kind], settings.get("providers", {}).get(kind, [])) for kind in PROVIDER_KINDS],
         "prompts": [(PROMPT_LABELS[stage], settings.get("prompts", {}).get(stage, "")) for stage in PROMPT_STAGES
                     if settings.get("prompts", {}).get(stage)],
+        "subtitle_style": _subtitle_style_shown(settings),
     })
 
 

@@ -145,6 +145,11 @@ def test_a_taken_name_is_a_conflict(tenant_a, tenant_b):
     ({"prompts": {"script": "x" * 2001}}, "prompts", "script"),
     ({"prompts": {"compose": "louder"}}, "prompts", "compose"),
     ({"aspectratio": "9:16"}, "aspectratio", None),  # a misspelt key is refused, not ignored
+    ({"subtitle_style": {"size": "huge"}}, "subtitle_style", "size"),
+    ({"subtitle_style": {"position": "middle"}}, "subtitle_style", "position"),
+    ({"subtitle_style": {"outline": "glow"}}, "subtitle_style", "outline"),
+    ({"subtitle_style": {"background": "blur"}}, "subtitle_style", "background"),
+    ({"subtitle_style": {"colour": "yellow"}}, "subtitle_style", "colour"),
 ])
 def test_invalid_settings_are_a_400_in_the_error_shape(tenant_a, bad, field, nested):
     response = tenant_a.client().post(API, {"name": "Bad", "settings": bad})
@@ -171,6 +176,8 @@ def test_invalid_settings_on_change_add_no_version(tenant_a):
     ({"approval_required": 1}, "approval_required"),
     ({"providers": ["offline"]}, "providers"),
     ({"shots": "6"}, "shots"),
+    ({"subtitle_style": "large"}, "subtitle_style"),
+    ({"subtitle_style": {"size": 2}}, "subtitle_style"),
 ])
 def test_settings_of_the_wrong_json_type_are_a_400(tenant_a, bad, field):
     """The settings' schema states their JSON types; a JSON body is held to them (config.json_input)."""
@@ -201,6 +208,45 @@ def test_settings_validate_keeps_a_version_complete():
     assert full == {**templates.template_defaults(), "shots": 6, "duration_s": 45}
     # An older version missing a key gains the default when laid over.
     assert templates.template_settings_validate({}, base={"shots": 3})["aspect_ratio"] == "16:9"
+
+
+def test_the_subtitle_style_takes_its_defaults_key_by_key():
+    assert templates.template_settings_validate({})["subtitle_style"] == {
+        "size": "medium", "position": "bottom", "outline": "thin", "background": "box"}
+    assert templates.template_settings_validate({"subtitle_style": {"size": "large"}})["subtitle_style"] == {
+        "size": "large", "position": "bottom", "outline": "thin", "background": "box"}
+    # A version from before the style existed gains the default look.
+    old = {key: value for key, value in templates.template_defaults().items() if key != "subtitle_style"}
+    assert templates.template_settings_validate({}, base=old)["subtitle_style"]["size"] == "medium"
+    with pytest.raises(DomainError) as refused:
+        templates.template_settings_validate({"subtitle_style": {"size": "large", "font": "Arial"}})
+    assert refused.value.fields["settings"]["subtitle_style"] == {"font": ["Unknown key."]}
+
+
+def test_a_subtitle_style_change_merges_over_the_current_version(tenant_a):
+    client = tenant_a.client()
+    created = create(client, settings={"subtitle_style": {"size": "large", "outline": "thick"}})
+    assert created["settings"]["subtitle_style"] == {"size": "large", "position": "bottom", "outline": "thick",
+                                                     "background": "box"}
+    changed = client.patch(f"{API}/{created['id']}", {"settings": {"subtitle_style": {"position": "top"}}}).json()
+    assert changed["current_version"] == 2
+    assert changed["settings"]["subtitle_style"] == {"size": "large", "position": "top", "outline": "thick",
+                                                     "background": "box"}
+    assert client.get(f"{API}/{created['id']}/versions/1").json()["settings"]["subtitle_style"]["position"] == "bottom"
+
+
+def test_the_api_schema_types_the_subtitle_style(client, db):
+    schema = client.get("/api/v1/schema", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
+    for name, ref in (("PatchedTemplateSettingsRequest", "SubtitleStyleRequest"),
+                      ("TemplateSettings", "SubtitleStyle")):
+        assert schema[name]["properties"]["subtitle_style"]["allOf"] == [{"$ref": f"#/components/schemas/{ref}"}]
+    request = schema["SubtitleStyleRequest"]
+    assert request["additionalProperties"] is False
+    assert sorted(request["properties"]) == ["background", "outline", "position", "size"]
+    assert schema["SubtitleSizeEnum"]["enum"] == ["small", "medium", "large"]
+    assert schema["SubtitlePositionEnum"]["enum"] == ["bottom", "top"]
+    assert schema["SubtitleOutlineEnum"]["enum"] == ["none", "thin", "thick"]
+    assert schema["SubtitleBackgroundEnum"]["enum"] == ["box", "solid", "none"]
 
 
 # --- scopes --------------------------------------------------------------------------------------
@@ -443,3 +489,19 @@ def test_the_library_is_never_published_from_a_studio_that_took_its_slug(db):
         templates.ensure_public_library()
     with dangerously_unscoped():
         assert not Template.objects.exists()
+
+
+def test_a_recurring_character_is_a_typed_setting_off_by_default(tenant_a):
+    assert templates.template_defaults()["recurring_character"] is False
+    # A version from before the setting existed gains it, off.
+    old = {key: value for key, value in templates.template_defaults().items() if key != "recurring_character"}
+    assert templates.template_settings_validate({}, base=old)["recurring_character"] is False
+    client = tenant_a.client()
+    assert create(client, settings={"recurring_character": True})["settings"]["recurring_character"] is True
+    refused = client.post(API, {"name": "Bad", "settings": {"recurring_character": "yes"}})
+    assert refused.status_code == 400
+    assert list(refused.json()["error"]["fields"]["settings"]) == ["recurring_character"]
+    schema = client.get("/api/v1/schema", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
+    for name in ("TemplateSettings", "PatchedTemplateSettingsRequest"):
+        assert schema[name]["properties"]["recurring_character"]["type"] == "boolean"
+        assert schema[name]["properties"]["recurring_character"]["default"] is False

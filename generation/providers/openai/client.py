@@ -45,12 +45,13 @@ SETTING_BOUNDS: dict[str, tuple[float, float, type]] = {
     "video_deadline_s": (1, 7200, float),
 }
 PRICE_MAX = Decimal("1000")
-# Prices, currency per unit: tokens (text), images, seconds of video, characters of speech.
+# Prices, currency per unit: tokens (text), images, seconds of video, recurring characters, characters of speech.
 PRICE_KEYS = {
     "input_per_1k": "per 1,000 prompt tokens (text)",
     "output_per_1k": "per 1,000 completion tokens (text)",
     "per_image": "per generated or edited image",
     "per_video_second": "per second of video the endpoint renders (4, 8 or 12 a clip)",
+    "per_character": "per recurring character made from a clip (videos.create_character, once a job)",
     "per_speech_character": "per character of narration spoken",
 }
 RESPONSE_FORMATS = ("json_object", "json_schema", "none")

@@ -9,6 +9,13 @@ prices.per_video_second (the cost: seconds rendered x price; the API renders 4, 
 
 The Result's usage carries `remote_video_id`; the clip stage keeps it with the clip, and passes it back as
 the shot's `previous_remote_video_id` when the shot is edited, so the endpoint remixes what it made.
+
+A recurring character (the template's `recurring_character`; providers.base.MAKE_CHARACTER): the first shot's
+render is uploaded to `videos.create_character` once it is conformed (last, so a failure before it makes none),
+and the character goes back in usage["character"] for the clip stage to keep with the clip. Each later shot's
+`videos.create` names it as the API's guide says: its id in the request's `characters` (which the SDK's
+create() has no argument for, hence extra_body; a multipart field `characters[][id]`) and its name verbatim in
+the prompt. prices.per_character is what making one costs (default 0).
 """
 from __future__ import annotations
 
@@ -23,7 +30,14 @@ from PIL import Image
 
 from config.media import MediaError, ffmpeg_exe, probe, tool_run
 from generation.error_codes import GenerationErrors
-from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
+from generation.providers.base import (
+    MAKE_CHARACTER,
+    RECURRING_CHARACTER,
+    ProviderError,
+    ProviderRefused,
+    Result,
+    StageContext,
+)
 from generation.providers.openai.client import (
     REFUSAL_CODES,
     api_seconds,
@@ -48,6 +62,13 @@ POLL_MAX_FACTOR = 10
 VIDEO_SIZES = ((1280, 720), (720, 1280), (1792, 1024), (1024, 1792))
 CONFORM_TIMEOUT_S = 600
 PREVIOUS_KEY = "previous_remote_video_id"
+CHARACTER_NAME_MAX = 80  # what videos.create_character takes
+
+
+def character_name(ctx: StageContext) -> str:
+    """The job's character's display name: the later shots' prompts name it verbatim, so it is one word the
+    prompt cannot mean otherwise, and the job's own."""
+    return f"Character-{''.join(ch for ch in ctx.job_id if ch.isalnum())[:12] or 'job'}"[:CHARACTER_NAME_MAX]
 
 
 def api_video_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -64,6 +85,8 @@ class OpenAIVideo:
     queue: ClassVar[str] = "llm"
     # The clip stage passes an edited shot's previous remote video id as shot["previous_remote_video_id"].
     remixes_previous: ClassVar[bool] = True
+    # It makes a recurring character from the first clip and features it in the later ones (providers.base).
+    makes_characters: ClassVar[bool] = True
 
     def clip(self, *, shot: dict, style: dict, frame: Path, fps: int, out: Path, ctx: StageContext) -> Result:
         settings = ctx.settings
@@ -74,6 +97,10 @@ class OpenAIVideo:
         prompt = shot_prompt(shot, style, ctx, "clip")
         what = f"openai video (shot {shot.get('number', '?')})"
         previous = shot.get(PREVIOUS_KEY)
+        character = shot.get(RECURRING_CHARACTER)  # {"id", "name"}: the job's character, made from shot 1's clip
+        if character:
+            prompt = f"{prompt} Featuring {character['name']}."
+        referred = None
         attempts = 0
         with openai_client(settings) as client:
             video = None
@@ -92,10 +119,12 @@ class OpenAIVideo:
                 with Image.open(frame) as image:
                     image_fit(image, (width, height)).save(reference, format="PNG")
                 upload = ("frame.png", reference.read_bytes(), "image/png")
+                extra = {"extra_body": {"characters": [{"id": character["id"]}]}} if character else {}
                 video, attempts = call_with_retries(
                     lambda: client.videos.create(prompt=prompt, model=model, seconds=str(seconds),
-                                                 size=f"{width}x{height}", input_reference=upload),
+                                                 size=f"{width}x{height}", input_reference=upload, **extra),
                     settings=settings, ctx=ctx, what=what)
+                referred = character
             video = self._wait(client, video, settings=settings, ctx=ctx, what=what)
             remote = ctx.work_dir / "remote.mp4"
             content, _ = call_with_retries(lambda: client.videos.download_content(video.id, variant="video"),
@@ -108,7 +137,27 @@ class OpenAIVideo:
                  "duration_s": duration_s, "attempts": attempts}
         if previous:
             usage["remixed_from"] = previous
-        return Result(value=Path(out), cost=price(settings, "per_video_second") * rendered, usage=usage)
+        cost = price(settings, "per_video_second") * rendered
+        if shot.get(MAKE_CHARACTER):
+            usage["character"] = self._make_character(remote, video_id=video.id, settings=settings, ctx=ctx,
+                                                      what=what)
+            cost += price(settings, "per_character")
+        elif referred:
+            usage["character"] = {"id": referred["id"], "name": referred["name"]}
+        return Result(value=Path(out), cost=cost, usage=usage)
+
+    @staticmethod
+    def _make_character(source: Path, *, video_id: str, settings: dict, ctx: StageContext, what: str) -> dict:
+        """The job's character, made from the endpoint's own render of the first shot (`source`, an MP4)."""
+        name = character_name(ctx)
+        upload = ("character.mp4", source.read_bytes(), "video/mp4")
+        with openai_client(settings) as client:
+            made, attempts = call_with_retries(lambda: client.videos.create_character(name=name, video=upload),
+                                               settings=settings, ctx=ctx, what=f"{what} character")
+        if not getattr(made, "id", None):
+            raise ProviderError(f"{what} character: the endpoint's answer names no character",
+                                code=GenerationErrors.PROVIDER_BAD_ANSWER)
+        return {"id": made.id, "name": made.name or name, "made_from": video_id, "attempts": attempts}
 
     @staticmethod
     def _wait(client, video, *, settings: dict, ctx: StageContext, what: str):
