@@ -162,6 +162,11 @@ def main() -> None:
           f"fingerprints), register {rights_s.get('register', 0):.1f} s; whole job {platform_s:.1f} s from POST")
     print(f"narration and music (speech of 8 lines, the bed, their mix and loudness) add {sound_s:.1f} s: "
           f"{100 * sound_s / platform_s:.1f}% of the whole job   (target < 10%)")
+    by_stage: dict[str, list[float]] = {}
+    for s in steps:
+        by_stage.setdefault(s["stage"], []).append(s["total_ms"] / 1000)
+    print("per stage, seconds (steps: sum / longest): " + ", ".join(
+        f"{stage} {sum(times):.1f}/{max(times):.1f}" for stage, times in by_stage.items()))
     print(f"whole job POST -> registered {platform_s:.1f} s   (target < 30 s on 2 cores)")
     print(f"output: {job['output']['metadata']}")
 

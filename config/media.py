@@ -16,7 +16,7 @@ from pathlib import Path
 
 from config.media_limits import MediaFailure, ffmpeg_exe, media_run
 
-VIDEO_PRESET = "veryfast"  # x264 preset of every encode (compose, watermark)
+VIDEO_PRESET = "veryfast"  # x264 preset of the delivered encode (the watermarked video)
 
 __all__ = ["VIDEO_PRESET", "MediaError", "ffmpeg_exe", "output_tail", "parse_ffmpeg_info", "probe", "sha256_file",
            "tool_run"]

@@ -238,7 +238,7 @@ else:
         "data_folder_in": str(VAR_DIR / "broker"),
         "data_folder_out": str(VAR_DIR / "broker"),
         "control_folder": str(VAR_DIR / "broker"),
-        "polling_interval": 0.1,
+        "polling_interval": 0.02,
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -448,6 +448,10 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "generation.models.JobStatus",
         "ProviderNameEnum": "projects.templates.PROVIDER_NAMES",
         "TextOrVoiceProviderNameEnum": "projects.templates.TEXT_AND_VOICE_PROVIDER_NAMES",
+        "SubtitleSizeEnum": "projects.templates.SUBTITLE_SIZES",
+        "SubtitlePositionEnum": "projects.templates.SUBTITLE_POSITIONS",
+        "SubtitleOutlineEnum": "projects.templates.SUBTITLE_OUTLINES",
+        "SubtitleBackgroundEnum": "projects.templates.SUBTITLE_BACKGROUNDS",
     },
 }
 
@@ -474,6 +478,7 @@ MEDIA_MAX_FPS = float(env("MEDIA_MAX_FPS", "120"))
 MEDIA_MAX_FRAMES = env_int("MEDIA_MAX_FRAMES", 36_000)  # 10 minutes at 60 fps
 MEDIA_MAX_DURATION_S = float(env("MEDIA_MAX_DURATION_S", "600"))
 MEDIA_MAX_AUDIO_STREAMS = env_int("MEDIA_MAX_AUDIO_STREAMS", 2)
+MEDIA_MAX_AUDIO_S = float(env("MEDIA_MAX_AUDIO_S", "600"))  # an uploaded audio asset (a music track)
 MEDIA_MAX_STREAMS = env_int("MEDIA_MAX_STREAMS", 8)
 MEDIA_VIDEO_CODECS = env_list("MEDIA_VIDEO_CODECS", "h264,hevc,av1,vp9,mpeg4,prores")
 MEDIA_AUDIO_CODECS = env_list("MEDIA_AUDIO_CODECS", "aac,mp3,opus,alac,ac3,eac3,flac,pcm_s16le,pcm_s24le")

@@ -10,18 +10,36 @@ from __future__ import annotations
 import functools
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from config.media import VIDEO_PRESET, MediaError, ffmpeg_exe, output_tail, probe, tool_run
+from config.media import MediaError, ffmpeg_exe, output_tail, probe, tool_run
 from generation import subtitles as subs
 
 AUDIO_RATE = 48000
-VIDEO_CRF = 21
-SUBTITLE_FONT_RATIO = 0.05  # font size as a fraction of the frame height (36 px at 720p)
+# The composed video is the rights stages' input: protect marks every frame and encodes it again (config.media's
+# VIDEO_PRESET, crf 18), and that file is the one delivered. So compose encodes for speed (about 20% less
+# time than veryfast) at a quality above the delivered file's; only the kept original is larger.
+COMPOSE_PRESET = "superfast"
+VIDEO_CRF = 19
+# How burned-in subtitles look (a template's `subtitle_style`, projects.templates.SubtitleStyle), by name:
+# the font size as a fraction of the frame's short side (medium: 36 px at 720p, in 9:16 as in 16:9),
+# where the text sits (5% of the frame height from that edge), the outline's width as a divisor of the
+# font size (0: none), and the alpha of the dark box behind the text (0: none).
+SUBTITLE_SIZES = {"small": 0.04, "medium": 0.05, "large": 0.065}
+SUBTITLE_POSITIONS = ("bottom", "top")
+SUBTITLE_OUTLINES = {"none": 0, "thin": 14, "thick": 7}
+SUBTITLE_BACKGROUNDS = {"box": 140, "solid": 255, "none": 0}
+SUBTITLE_STYLE = {"size": "medium", "position": "bottom", "outline": "thin", "background": "box"}
+SUBTITLE_MARGIN_RATIO = 0.05
 TRANSITION = "fade"
+MUSIC_FADE_OUT_S = 1.5  # the bed fades out over the video's last seconds
+END_CARD_S = 2.0  # an end card's seconds, fading in over the first half second
+LOGO_CORNER_BOX = 0.12  # a corner logo fits a box of this fraction of the frame's width and height
+LOGO_CORNER_OPACITY = 0.9
 
 
 # --- subtitles ----------------------------------------------------------------------------------------
@@ -70,19 +88,40 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: float, max_line
     return lines
 
 
-def subtitle_strip(text: str, width: int, height: int, lines: list[str] | None = None) -> Image.Image:
-    """A transparent RGBA strip (width x subtitle_strip_height(height)) with `text` centred near its bottom
-    on a translucent box: at most two lines (`lines` as broken by generation.subtitles, else wrapped to the
-    width), white with a dark outline; the font shrinks where a line would not fit the width."""
-    strip_h = subtitle_strip_height(height)
+_SUBTITLE_CHOICES = {"size": SUBTITLE_SIZES, "position": SUBTITLE_POSITIONS, "outline": SUBTITLE_OUTLINES,
+                     "background": SUBTITLE_BACKGROUNDS}
+
+
+def subtitle_style_of(style: Mapping | None) -> dict:
+    """`style` (a template's `subtitle_style`; older ones lack it, or some keys) completed with the
+    defaults. A key or value it does not know is a MediaError, never a silently different look."""
+    full = {**SUBTITLE_STYLE, **(style or {})}
+    for key, value in full.items():
+        if key not in _SUBTITLE_CHOICES or value not in _SUBTITLE_CHOICES[key]:
+            raise MediaError(f"unknown subtitle style {key}={value!r}")
+    return full
+
+
+def _subtitle_font_size(width: int, height: int, style: dict) -> int:
+    return max(12, round(min(width, height) * SUBTITLE_SIZES[style["size"]]))
+
+
+def subtitle_strip(text: str, width: int, height: int, lines: list[str] | None = None,
+                   style: Mapping | None = None) -> Image.Image:
+    """A transparent RGBA strip (width x subtitle_strip_height) with `text` centred near its bottom (near
+    its top for `style` position top; the strip is then laid at the frame's top): at most two lines
+    (`lines` as broken by generation.subtitles, else wrapped to the width), white, with the style's
+    outline and box; the font shrinks where a line would not fit the width."""
+    style = subtitle_style_of(style)
+    strip_h = subtitle_strip_height(height, width=width, style=style)
     image = Image.new("RGBA", (width, strip_h), (0, 0, 0, 0))
     text = " ".join((text or "").split())
     if not text and not lines:
         return image
-    size = max(12, round(height * SUBTITLE_FONT_RATIO))
+    size = _subtitle_font_size(width, height, style)
     font = _font(size)
     if font is None:
-        return _subtitle_strip_bitmap(" ".join(lines) if lines else text, width, height, strip_h)
+        return _subtitle_strip_bitmap(" ".join(lines) if lines else text, width, height, strip_h, style)
     draw = ImageDraw.Draw(image)
     if lines:
         lines = lines[:2]
@@ -93,42 +132,60 @@ def subtitle_strip(text: str, width: int, height: int, lines: list[str] | None =
     else:
         lines = _wrap(draw, text, font, width * 0.86, 2)
     line_h = round(size * 1.25)
-    stroke = max(1, size // 14)
+    divisor = SUBTITLE_OUTLINES[style["outline"]]
+    stroke = max(1, size // divisor) if divisor else 0
     block_h = line_h * len(lines)
-    bottom_margin = round(height * 0.05)
-    top = strip_h - bottom_margin - block_h
+    margin = round(height * SUBTITLE_MARGIN_RATIO)
     widest = max(draw.textlength(line, font=font) for line in lines)
     pad = round(size * 0.4)
-    draw.rounded_rectangle([(width - widest) / 2 - pad, top - pad * 0.6, (width + widest) / 2 + pad,
-                            top + block_h + pad * 0.4], radius=pad, fill=(0, 0, 0, 140))
+    top = margin if style["position"] == "top" else strip_h - margin - block_h  # the block, margin from its edge
+    alpha = SUBTITLE_BACKGROUNDS[style["background"]]
+    if alpha:
+        draw.rounded_rectangle([(width - widest) / 2 - pad, top - pad * 0.6, (width + widest) / 2 + pad,
+                                top + block_h + pad * 0.4], radius=pad, fill=(0, 0, 0, alpha))
     for index, line in enumerate(lines):
         draw.text((width / 2, top + index * line_h), line, font=font, anchor="ma", fill=(255, 255, 255, 255),
                   stroke_width=stroke, stroke_fill=(0, 0, 0, 255))
     return image
 
 
-def _subtitle_strip_bitmap(text: str, width: int, height: int, strip_h: int) -> Image.Image:
-    """Fallback without FreeType: Pillow's bitmap font drawn small and scaled up by a whole factor."""
+def _subtitle_strip_bitmap(text: str, width: int, height: int, strip_h: int, style: dict) -> Image.Image:
+    """Fallback without FreeType: Pillow's bitmap font drawn small and scaled up by a whole factor (no
+    outline: the bitmap font has none)."""
     font = ImageFont.load_default()
-    scale = max(1, round(height * SUBTITLE_FONT_RATIO / 11))
+    scale = max(1, round(_subtitle_font_size(width, height, style) / 11))
     small_w = width // scale
     probe_draw = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
     lines = _wrap(probe_draw, text, font, small_w * 0.86, 2)
     small = Image.new("RGBA", (small_w, strip_h // scale), (0, 0, 0, 0))
     draw = ImageDraw.Draw(small)
     line_h = 13
-    top = small.height - round(height * 0.05 / scale) - line_h * len(lines)
-    draw.rectangle([small_w * 0.05, top - 3, small_w * 0.95, top + line_h * len(lines) + 2], fill=(0, 0, 0, 150))
+    margin = round(height * SUBTITLE_MARGIN_RATIO / scale)
+    top = margin + 3 if style["position"] == "top" else small.height - margin - line_h * len(lines)
+    alpha = SUBTITLE_BACKGROUNDS[style["background"]]
+    if alpha:
+        draw.rectangle([small_w * 0.05, top - 3, small_w * 0.95, top + line_h * len(lines) + 2],
+                       fill=(0, 0, 0, min(alpha + 10, 255)))
     for index, line in enumerate(lines):
         draw.text((small_w / 2, top + index * line_h), line, font=font, anchor="ma", fill=(255, 255, 255, 255))
     image = Image.new("RGBA", (width, strip_h), (0, 0, 0, 0))
     enlarged = small.resize((small_w * scale, small.height * scale), Image.NEAREST)
-    image.paste(enlarged, (0, strip_h - enlarged.height))
+    image.paste(enlarged, (0, 0 if style["position"] == "top" else strip_h - enlarged.height))
     return image
 
 
-def subtitle_strip_height(height: int) -> int:
-    return max(40, round(height * 0.22)) // 2 * 2
+def subtitle_strip_height(height: int, *, width: int | None = None, style: Mapping | None = None) -> int:
+    """The strip's height: 22% of the frame, or what two lines of the style's size need with the margin."""
+    style = subtitle_style_of(style)
+    size = _subtitle_font_size(width or height, height, style)
+    needed = round(height * SUBTITLE_MARGIN_RATIO) + round(size * 1.25) * 2 + round(size * 0.4) * 2
+    return min(height, max(40, round(height * 0.22), needed)) // 2 * 2
+
+
+def subtitle_strip_y(height: int, *, width: int, style: Mapping | None = None) -> int:
+    """Where the strip lies in the frame: at its top for position top, else at its bottom."""
+    style = subtitle_style_of(style)
+    return 0 if style["position"] == "top" else height - subtitle_strip_height(height, width=width, style=style)
 
 
 # --- compose ------------------------------------------------------------------------------------------
@@ -152,12 +209,16 @@ MUSIC_DUCK = 0.3  # the bed's gain under the voice (about -10 dB)
 MUSIC_LEVEL = 0.35  # the bed's RMS against the voice's, unducked
 
 
-def _decode(path: Path, channels: int, tempo: float | None = None, raw_rate: int | None = None) -> np.ndarray:
-    """A file's audio as float32 samples at AUDIO_RATE (frames x channels); `raw_rate` reads a mono f32 file."""
+def _decode(path: Path, channels: int, tempo: float | None = None, raw_rate: int | None = None,
+            limit_s: float | None = None) -> np.ndarray:
+    """A file's audio as float32 samples at AUDIO_RATE (frames x channels); `raw_rate` reads a mono f32 file;
+    `limit_s` stops after that many seconds."""
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
     if raw_rate:
         command += ["-f", "f32le", "-ar", str(raw_rate), "-ac", "1"]
     command += ["-i", str(path), "-vn", "-ac", str(channels), "-ar", str(AUDIO_RATE)]
+    if limit_s:
+        command += ["-t", _fmt(limit_s)]
     if tempo:
         command += ["-af", f"atempo={tempo:.4f}"]
     command += ["-f", "f32le", "-"]
@@ -260,11 +321,17 @@ def loudness_measure(path: Path, *, raw_stereo: bool = False) -> dict:
 
 
 def _music_track(music: Path, frames: int) -> np.ndarray:
-    bed = _decode(Path(music), 2)
+    """The bed for `frames` samples: the track (decoded no further than needed: an uploaded one may last ten
+    minutes), looped when shorter, fading out over its last MUSIC_FADE_OUT_S."""
+    bed = _decode(Path(music), 2, limit_s=frames / AUDIO_RATE + 0.1)
     if not len(bed):
         return np.zeros((frames, 2), np.float32)
     repeats = -(-frames // len(bed))
-    return np.tile(bed, (repeats, 1))[:frames]
+    bed = np.tile(bed, (repeats, 1))[:frames]
+    fade = min(frames, int(MUSIC_FADE_OUT_S * AUDIO_RATE))
+    if fade:
+        bed[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+    return bed
 
 
 def _rms(samples: np.ndarray) -> float:
@@ -290,27 +357,32 @@ def _cues(shots: list[dict], starts: list[float], ends: list[float], lines: list
 
 def compose(clips: list[Path], shots: list[dict], out: Path, width: int, height: int, fps: int,
             narration: list[Path | None] | None = None, music: Path | None = None, transition_s: float = 0.5,
-            subtitles: bool = True, language: str = "en") -> Path:
+            subtitles: bool = True, language: str = "en", subtitle_style: Mapping | None = None) -> Path:
     """The final MP4; see compose_timed, which also says where each line and cue fell."""
     return compose_timed(clips, shots, out, width, height, fps, narration=narration, music=music,
-                         transition_s=transition_s, subtitles=subtitles, language=language)["video"]
+                         transition_s=transition_s, subtitles=subtitles, language=language,
+                         subtitle_style=subtitle_style)["video"]
 
 
 def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, height: int, fps: int,
                   narration: list[Path | None] | None = None, music: Path | None = None, transition_s: float = 0.5,
-                  subtitles: bool = True, language: str = "en") -> dict:
+                  subtitles: bool = True, language: str = "en", logo: Path | None = None,
+                  logo_placement: str = "corner", card_color: tuple[int, int, int] = (46, 52, 64),
+                  subtitle_style: Mapping | None = None) -> dict:
     """The final H.264/AAC MP4 (+faststart) of `width` x `height` at `fps`, with a mov_text subtitle track,
     and its .srt and .vtt beside it (out with those suffixes).
 
-    Each clip is scaled and padded to the frame, set to `fps`, and held to exactly its shot's duration
-    (whole frames; a short clip holds its last frame). Neighbouring shots cross-fade over `transition_s`
-    centred on their cut (each side holds its edge frame through the other half), so the total is exactly
-    the sum of the shot durations and every shot starts on time. Each narration line is fitted to its shot
-    (narration_fit); music loops under everything, ducked while the voice speaks; the mix is brought to
-    -16 LUFS integrated under a -2 dBFS limiter. Subtitles follow the speech (shots without a line show
-    their dialogue over the shot), at most two lines a cue, burned in when `subtitles`. There is always an
-    AAC track (silence when there is nothing to hear). Returns {"video", "srt", "vtt", "lines", "cues",
-    "loudness_gain_db"}.
+    Each clip is scaled and padded to the frame, set to `fps`, and held to exactly its shot's duration (whole
+    frames; a short clip holds its last frame). Neighbouring shots cross-fade over `transition_s` centred on their
+    cut (each side holds its edge frame through the other half), so the total is exactly the sum of the shot
+    durations and every shot starts on time. Each narration line is fitted to its shot (narration_fit); music loops
+    under everything, ducked while the voice speaks; the mix is brought to -16 LUFS integrated under a -2 dBFS
+    limiter. Subtitles follow the speech (shots without a line show their dialogue over the shot), at most two lines
+    a cue, burned in when `subtitles` as `subtitle_style` says (size, position, outline, background; see
+    subtitle_strip). There is always an AAC track (silence when there is nothing to hear). A `logo` (the studio's
+    image) sits in the top right corner of every frame (bottom right when burned-in subtitles are at the top), or
+    (`logo_placement="end_card"`) on a card of `card_color` fading in over the last seconds. Returns {"video",
+    "srt", "vtt", "lines", "cues", "loudness_gain_db"}.
     """
     clips = [Path(clip) for clip in clips]
     if not clips:
@@ -322,6 +394,7 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
             raise MediaError(f"missing clip: {clip}")
     fps = int(fps)
     width, height = int(width), int(height)
+    subtitle_style = subtitle_style_of(subtitle_style)
     if fps <= 0 or width <= 0 or height <= 0 or width % 2 or height % 2:
         raise MediaError(f"bad output format {width}x{height}@{fps} (sizes must be even)")
     # Whole frames per shot, rounded on the running total so the video lasts round(sum * fps) frames.
@@ -376,6 +449,13 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
             filters.append(f"{names}concat=n={len(clips)}:v=1:a=0[x0]" if len(clips) > 1 else "[v0]null[x0]")
             previous = "x0"
 
+        if logo is not None:
+            # A corner logo keeps clear of burned-in subtitles: top right, or bottom right when they are on top.
+            low = subtitles and subtitle_style.get("position") == "top"
+            previous = _logo_layer(inputs, filters, previous, Path(logo), scratch, width=width, height=height,
+                                   fps=fps, total_s=total_s, placement=logo_placement, card_color=card_color,
+                                   low=low)
+
         # Audio, in numpy: the lines fitted to their shots, the bed ducked under them, one loudness gain.
         voice, lines = narration_fit(list(narration or []), starts, ends, scratch)
         cues = _cues(shots, starts, ends, lines)
@@ -394,7 +474,7 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
                 bed *= duck_gain(voice)[:, None]
             mix += bed
         gain_db = None
-        audio_input = len(clips)
+        audio_input = _count_inputs(inputs)
         if np.any(mix):
             raw_mix = scratch / "mix.f32"
             mix.astype("<f4").tofile(raw_mix)
@@ -408,18 +488,20 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
             filters.append(f"anullsrc=channel_layout=stereo:sample_rate={AUDIO_RATE},"
                            f"atrim=end={_fmt(total_s)}[aout]")
 
-        # Subtitles: a strip per cue (blank between cues) played as a timed slideshow, overlaid at the bottom.
+        # Subtitles: a strip per cue (blank between cues) played as a timed slideshow, overlaid at the bottom
+        # or the top.
         video_out = previous
         if subtitles and cues:
             listing = ["ffconcat version 1.0"]
             blank = scratch / "subtitle_blank.png"
-            subtitle_strip("", width, height).save(blank)
+            subtitle_strip("", width, height, style=subtitle_style).save(blank)
             at = 0.0
             for index, cue in enumerate(cues):
                 if cue["start"] > at + 1e-3:
                     listing += [f"file '{blank.name}'", f"duration {_fmt(cue['start'] - at)}"]
                 strip = scratch / f"subtitle_{index:03d}.png"
-                subtitle_strip(" ".join(cue["lines"]), width, height, lines=cue["lines"]).save(strip)
+                subtitle_strip(" ".join(cue["lines"]), width, height, lines=cue["lines"],
+                               style=subtitle_style).save(strip)
                 listing += [f"file '{strip.name}'", f"duration {_fmt(cue['end'] - max(at, cue['start']))}"]
                 at = cue["end"]
             listing += [f"file '{blank.name}'", f"duration {_fmt(max(0.05, total_s - at))}"]
@@ -428,7 +510,8 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
             sub_index = _count_inputs(inputs)
             inputs += ["-f", "concat", "-safe", "0", "-i", str(scratch / "subtitles.ffconcat")]
             filters.append(f"[{sub_index}:v]format=rgba[subs]")
-            filters.append(f"[{previous}][subs]overlay=x=0:y={height - subtitle_strip_height(height)}:"
+            strip_y = subtitle_strip_y(height, width=width, style=subtitle_style)
+            filters.append(f"[{previous}][subs]overlay=x=0:y={strip_y}:"
                            f"eof_action=repeat:format=auto,format=yuv420p[vout]")
             video_out = "vout"
 
@@ -445,7 +528,7 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
         command = [
             ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error", *inputs,
             "-filter_complex", ";".join(filters), "-map", f"[{video_out}]", "-map", "[aout]", *soft,
-            "-c:v", "libx264", "-preset", VIDEO_PRESET, "-crf", str(VIDEO_CRF), "-pix_fmt", "yuv420p",
+            "-c:v", "libx264", "-preset", COMPOSE_PRESET, "-crf", str(VIDEO_CRF), "-pix_fmt", "yuv420p",
             "-r", str(fps), "-frames:v", str(total_frames),
             "-c:a", "aac", "-b:a", "160k", "-ar", str(AUDIO_RATE), "-ac", "2", "-t", _fmt(total_s),
             "-movflags", "+faststart", "-f", "mp4", str(partial),
@@ -460,6 +543,49 @@ def compose_timed(clips: list[Path], shots: list[dict], out: Path, width: int, h
     partial.replace(out)
     return {"video": out, "srt": srt_path, "vtt": vtt_path, "lines": lines, "cues": cues,
             "loudness_gain_db": gain_db}
+
+
+def _logo_layer(inputs: list[str], filters: list[str], previous: str, logo: Path, scratch: Path, *, width: int,
+                height: int, fps: int, total_s: float, placement: str, card_color, low: bool = False) -> str:
+    """Add the logo's input and overlay to the compose graph; returns the label of the video with it."""
+    if not logo.is_file():
+        raise MediaError(f"missing logo: {logo}")
+    try:
+        with Image.open(logo) as opened:
+            image = opened.convert("RGBA")
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise MediaError(f"the logo could not be read ({type(exc).__name__})") from None
+    index = _count_inputs(inputs)
+    layer = scratch / "logo.png"
+    if placement == "end_card":
+        card_s = min(END_CARD_S, total_s / 2)
+        card = Image.new("RGBA", (width, height), (*_card_background(card_color), 255))
+        image.thumbnail((int(width * 0.5), int(height * 0.4)), Image.LANCZOS)
+        card.alpha_composite(image, ((width - image.width) // 2, (height - image.height) // 2))
+        card.save(layer)
+        start = total_s - card_s
+        inputs += ["-loop", "1", "-framerate", str(fps), "-t", _fmt(card_s), "-i", str(layer)]
+        filters.append(f"[{index}:v]format=rgba,fade=t=in:st=0:d={_fmt(min(0.5, card_s / 2))}:alpha=1,"
+                       f"setpts=PTS-STARTPTS+{_fmt(start)}/TB[card]")
+        filters.append(f"[{previous}][card]overlay=x=0:y=0:eof_action=pass:format=auto,format=yuv420p[logo]")
+    else:
+        image.thumbnail((int(width * LOGO_CORNER_BOX), int(height * LOGO_CORNER_BOX)), Image.LANCZOS)
+        alpha = image.getchannel("A").point(lambda value: round(value * LOGO_CORNER_OPACITY))
+        image.putalpha(alpha)
+        image.save(layer)
+        margin = round(height * 0.04)
+        y = height - image.height - margin if low else margin
+        inputs += ["-i", str(layer)]
+        filters.append(f"[{previous}][{index}:v]overlay=x={width - image.width - margin}:y={y}:"
+                       f"eof_action=repeat:format=auto,format=yuv420p[logo]")
+    return "logo"
+
+
+def _card_background(color) -> tuple[int, int, int]:
+    """The end card's colour: the style's, lifted where it is near black (review would read it as a black shot)."""
+    r, g, b = (int(c) for c in color)
+    lift = max(0.0, (48 - (0.299 * r + 0.587 * g + 0.114 * b)) / 255)
+    return tuple(round(c + (200 - c) * lift) for c in (r, g, b))
 
 
 def _true_peak_ceiling(path: Path, scratch: Path, total_s: float) -> None:

@@ -23,6 +23,7 @@ from generation.providers.base import ProviderError, StageContext
 from generation.providers.offline.voice import NO_VOICE
 from generation.providers.openai.client import MEDIA_KINDS, estimate_media_cost
 from generation.providers.openai.text import estimate_cost, moderate
+from generation.references import SHOT_REFERENCE, references_validate, shot_reference_validate
 from projects.models import Project
 from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
 from projects.templates import template_for_job
@@ -111,8 +112,12 @@ def job_create(*, organization: Organization, actor: Actor, project_id, topic: s
         # A public template of another studio gives only the snapshot (never a cross-tenant key).
         template_version, snapshot = template_for_job(organization=organization, template_id=template_id)
     template_settings = snapshot.get("settings", {})
+    job_opts = job_options(template_settings=template_settings, options=options)
+    references = references_validate(organization_id=organization.pk, value=options.get("references"))
+    if references:  # the studio's assets the job builds on (generation.references)
+        job_opts["references"] = references
     job = Job(organization=organization, project=project, topic=topic.strip(), style=style or template_settings.get(
-        "style", ""), options=job_options(template_settings=template_settings, options=options),
+        "style", ""), options=job_opts,
         template=template_version, template_snapshot=snapshot, idempotency_key=idempotency_key,
         request_hash=request_hash, priority=priority,
         created_by=actor.user if actor.user and actor.user.is_authenticated else None,
@@ -194,7 +199,8 @@ def job_retry(*, job: Job, actor: Actor) -> Job:
     return job
 
 
-SHOT_EDITABLE = {"description": str, "dialogue": str, "camera_movement": str, "duration_s": (int, float)}
+SHOT_EDITABLE = {"description": str, "dialogue": str, "camera_movement": str, "duration_s": (int, float),
+                 SHOT_REFERENCE: str}
 
 
 def _shot_step(job: Job, stage: str, number: int) -> Step:
@@ -240,6 +246,9 @@ def shot_edit(*, job: Job, number: int, changes: dict, actor: Actor) -> Job:
             errors[key] = ["at most 2000 characters"]
     if errors or not changes:
         raise DomainError("The shot changes are invalid.", fields=errors or {"non_field_errors": ["nothing to change"]})
+    if SHOT_REFERENCE in changes:  # the shot's own image asset ("" for none)
+        changes = {**changes, SHOT_REFERENCE: shot_reference_validate(organization_id=job.organization_id,
+                                                                      value=changes[SHOT_REFERENCE])}
     from generation.policy import content_policy_check
 
     content_policy_check(organization_id=job.organization_id,

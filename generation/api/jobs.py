@@ -21,8 +21,23 @@ from generation import selectors, services
 from generation.error_codes import GenerationErrors
 from generation.models import Job, JobStatus
 from generation.pipeline.steps import step_summary
+from generation.references import LOGO_PLACEMENTS
 from projects.schemas import CAMERA_MOVEMENTS, STYLE_NAMES
 from rights.selectors import content_rights
+
+
+class JobReferencesIn(StrictSerializer):
+    image = serializers.CharField(required=False, allow_blank=True, max_length=16, help_text=(
+        "Content id of one of the studio's image assets (a product or character): every shot's frame builds on "
+        "it (the image providers' reference; the offline renderer composites it)."))
+    logo = serializers.CharField(required=False, allow_blank=True, max_length=16,
+                                 help_text="Content id of one of the studio's image assets, shown as the logo.")
+    music = serializers.CharField(required=False, allow_blank=True, max_length=16, help_text=(
+        "Content id of one of the studio's audio assets (WAV, MP3 or FLAC): the bed under the narration, in "
+        "place of the generated one, looped or cut to the video and ducked under the voice."))
+    logo_placement = serializers.ChoiceField(choices=LOGO_PLACEMENTS, required=False, help_text=(
+        "corner (the default): the logo in the top right corner of every frame; end_card: the logo over the "
+        "last seconds, on a card of the style's colour."))
 
 
 class JobOptionsIn(serializers.Serializer):
@@ -34,6 +49,7 @@ class JobOptionsIn(serializers.Serializer):
     language = serializers.ChoiceField(choices=services.LANGUAGES, required=False,
                                        help_text="auto (the default): Chinese for a topic in CJK ideographs, "
                                                  "else English.")
+    references = JobReferencesIn(required=False, help_text="The studio's uploaded assets the job builds on.")
 
 
 class JobIn(StrictSerializer):
@@ -204,6 +220,9 @@ class ShotIn(StrictSerializer):
     dialogue = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     camera_movement = serializers.ChoiceField(choices=CAMERA_MOVEMENTS, required=False)
     duration_s = serializers.FloatField(min_value=0.5, max_value=120, required=False)
+    reference = serializers.CharField(max_length=16, required=False, allow_blank=True, help_text=(
+        "Content id of one of the studio's image assets for this shot's frame alone; empty: none, not even "
+        "the job's."))
 
 
 class ShotView(JobView):

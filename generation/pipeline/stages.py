@@ -2,6 +2,7 @@
 and hand the output to `pipeline.step_complete`. Runs inside the step's tenant scope."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,8 +25,18 @@ from generation.pipeline.specs import SPEC
 from generation.policy import content_policy_check
 from generation.provider_settings import provider_settings_read
 from generation.providers import provider_class
-from generation.providers.base import ProviderError, ProviderRefused, Result, StageContext
+from generation.providers.base import (
+    MAKE_CHARACTER,
+    RECURRING_CHARACTER,
+    REFERENCE_ASSET,
+    ProviderError,
+    ProviderRefused,
+    Result,
+    StageContext,
+)
+from generation.providers.offline.image import luma, palette_colors
 from generation.providers.offline.voice import LANGUAGES, NO_VOICE, voice_resolve
+from generation.references import logo_reference, music_reference, reference_file, shot_image_reference
 from generation.styles import STYLE_CATALOGUE
 from rights.models import Content
 from rights.registry import registration_enqueue
@@ -62,7 +73,7 @@ def step_execute(step: Step, *, worker: str, is_cancelled) -> tuple[str, bool]:
     it ran and whether its output was committed (the worker's step metrics)."""
     job = Job.objects.get(pk=step.job_id)
     steps = {(s.stage, s.shot): s for s in job.steps.select_related("artifact")}
-    inputs = {(d.stage, d.shot): d.artifact for d in pipeline.dependencies(step, steps)}
+    inputs = {(d.stage, d.shot): d.artifact for d in pipeline.dependencies(step, steps, job)}
     name = pipeline.step_provider_name(job, step)
     work_dir = Path(tempfile.mkdtemp(prefix=f"step-{step.stage}-"))
     prompts = (job.template_snapshot.get("settings") or {}).get("prompts") or {}
@@ -178,10 +189,18 @@ def run_frame(*, job, step, inputs, provider, ctx):
     if previous is not None and previous.file:
         # The digest leaves this out on purpose: it follows from the edit, which the digest does hold.
         shot["reference_image"] = str(_local_copy(previous, ctx.work_dir, "reference.png"))
+    asset = shot_image_reference(job, shot)
+    if asset:  # the studio's product or character image (generation.references); the digest holds its bytes
+        shot[REFERENCE_ASSET] = str(reference_file(job.organization_id, asset, ctx.work_dir, "asset"))
     result = image_provider().frame(shot=shot, style=inputs[(Stage.STYLE, 0)].data, out=out, ctx=ctx)
     output = _file_output(result, "image", out, f"frame-{step.shot}.png")
+    data = {}
     if result.usage.get("drawn"):  # what the frame shows (the offline painter's record), kept with the artifact
-        output["data"] = {"drawn": result.usage["drawn"]}
+        data["drawn"] = result.usage["drawn"]
+    if asset:  # and whether the provider could build on the reference (diffusers' text to image cannot)
+        data.update(reference=asset, reference_used=bool(result.usage.get("reference_used")))
+    if data:
+        output["data"] = data
     return output
 
 
@@ -193,13 +212,27 @@ def run_clip(*, job, step, inputs, provider, ctx):
     previous = _previous_output(job, step) if getattr(video_provider, "remixes_previous", False) else None
     if previous is not None and (previous.data or {}).get("remote_video_id"):
         shot["previous_remote_video_id"] = previous.data["remote_video_id"]
+    if pipeline.recurring_character(job, step):
+        if step.shot == 1:
+            shot[MAKE_CHARACTER] = True
+        else:  # the first clip's character; none when that clip was made without one (by a fallback provider)
+            first = inputs.get((Stage.CLIP, 1))
+            character = ((first.data or {}) if first is not None else {}).get("character")
+            if character:
+                shot[RECURRING_CHARACTER] = {"id": character["id"], "name": character["name"]}
     result = video_provider().clip(
         shot=shot, style=inputs[(Stage.STYLE, 0)].data, frame=frame,
         fps=int(job.options.get("fps", 24)), out=out, ctx=ctx)
     output = _file_output(result, "video", out, f"clip-{step.shot}.mp4")
+    data = {}
     if result.usage.get("remote_video_id"):
         # Kept with the clip, so a later edit of the shot remixes the endpoint's video instead of starting over.
-        output["data"] = {"remote_video_id": result.usage["remote_video_id"]}
+        data["remote_video_id"] = result.usage["remote_video_id"]
+    made = result.usage.get("character") if shot.get(MAKE_CHARACTER) else None
+    if made:  # kept with the first clip: the later clips, and their retries, refer to it and never make another
+        data["character"] = {"id": made["id"], "name": made["name"]}
+    if data:
+        output["data"] = data
     return output
 
 
@@ -219,30 +252,33 @@ def run_compose(*, job, step, inputs, provider, ctx):
     count = pipeline.shots_of(job)
     shots = [pipeline.effective_shot(job, storyboard, n) for n in range(1, count + 1)]
     clips = [_local_copy(inputs[(Stage.CLIP, n)], ctx.work_dir, f"clip-{n}.mp4") for n in range(1, count + 1)]
-    narration, cost = None, Decimal("0")
+    narration, cost, voiced = None, Decimal("0"), {}
     voice = (job.options.get("voice") or "auto").strip()
     if voice.lower() != NO_VOICE:
-        narrator = provider_class("voice", pipeline.provider_chain(job, "voice")[0])()
-        narration = []
-        for shot in shots:
-            text = shot.get("dialogue", "")
-            # The offline engine's voice for the language (Chinese text always gets a Mandarin voice).
-            spoken = narrator.narrate(text=text, voice=voice_resolve(voice, language=language, text=text),
-                                      out=ctx.work_dir / f"voice-{shot['number']}.wav", ctx=ctx)
-            narration.append(spoken.value)
-            cost += spoken.cost
+        narration, cost, voiced = _narrate(job, shots, voice=voice, language=language, ctx=ctx)
     # The bed follows the style's mood; the style reaches compose through the storyboard, so its step's
     # output is read here rather than made another input (the digest already covers it).
     style_step = job.steps.filter(stage=Stage.STYLE).select_related("artifact").first()
     style = (style_step.artifact.data if style_step and style_step.artifact else None) or {
         "name": job.style, **STYLE_CATALOGUE.get(job.style, {})}
-    bed = music_bed(ctx.work_dir / "music.wav", duration_s=sum(float(s.get("duration_s") or 0) for s in shots),
-                    style=str(style.get("name", job.style)), mood=str(style.get("mood", "")), seed=step.input_digest)
+    track = music_reference(job)
+    if track:  # the studio's own music track (an audio asset), looped or cut to the video and ducked the same way
+        bed = reference_file(job.organization_id, track, ctx.work_dir, "music")
+    else:
+        bed = music_bed(ctx.work_dir / "music.wav", duration_s=sum(float(s.get("duration_s") or 0) for s in shots),
+                        style=str(style.get("name", job.style)), mood=str(style.get("mood", "")),
+                        seed=step.input_digest)
     burn = bool((job.template_snapshot.get("settings") or {}).get("burn_subtitles", True))
+    subtitle_style = (job.template_snapshot.get("settings") or {}).get("subtitle_style")  # older ones lack it
     width, height = ctx.size
     out = ctx.work_dir / "video.mp4"
+    logo, placement = logo_reference(job)
+    logo_path = reference_file(job.organization_id, logo, ctx.work_dir, "logo") if logo else None
     composed = media.compose_timed(clips, shots, out, width=width, height=height, fps=int(job.options.get("fps", 24)),
-                                   narration=narration, music=bed, subtitles=burn, language=language)
+                                   narration=narration, music=bed, subtitles=burn, language=language,
+                                   subtitle_style=subtitle_style,
+                                   logo=logo_path, logo_placement=placement,
+                                   card_color=min(palette_colors(style), key=luma))
     thumbnail = media.thumbnail(out, ctx.work_dir / "thumbnail.jpg")
     metadata = probe(out)
     thumb_artifact = _derived_artifact(job, step, "thumbnail", "image", thumbnail, f"thumbnail-{job.pk}.jpg")
@@ -253,8 +289,37 @@ def run_compose(*, job, step, inputs, provider, ctx):
                       "subtitle_artifacts": {"srt": str(srt.pk), "vtt": str(vtt.pk)},
                       "narrated": bool(composed["lines"]), "narration_asked": voice.lower() != NO_VOICE,
                       "language": language, "lines": composed["lines"], "cues": composed["cues"],
-                      "loudness_gain_db": composed["loudness_gain_db"]}
+                      "loudness_gain_db": composed["loudness_gain_db"], **voiced}
     return output
+
+
+def _narrate(job, shots: list[dict], *, voice: str, language: str, ctx: StageContext) -> tuple[list, Decimal, dict]:
+    """Every shot's line spoken by the job's voice chain: the first provider speaks them all; where it fails
+    (an outage past its retries, a refusal) the next one speaks them all again, so one voice narrates the
+    whole video. Returns the lines' files, their cost (the failed tries' included) and what to keep with the
+    video: the provider that spoke, and the failures fallen back from. Raises the last failure when none can."""
+    cost, fallbacks = Decimal("0"), []
+    chain = pipeline.provider_chain(job, "voice")
+    for index, name in enumerate(chain):
+        narrator = provider_class("voice", name)()
+        spoken_ctx = dataclasses.replace(ctx, settings=provider_settings(job.organization_id, name))
+        lines = []
+        try:
+            for shot in shots:
+                text = shot.get("dialogue", "")
+                # The offline engine's voice for the language (Chinese text always gets a Mandarin voice).
+                spoken = narrator.narrate(text=text, voice=voice_resolve(voice, language=language, text=text),
+                                          out=ctx.work_dir / f"voice-{shot['number']}.wav", ctx=spoken_ctx)
+                lines.append(spoken.value)
+                cost += spoken.cost
+        except ProviderError as exc:
+            if index == len(chain) - 1 or ctx.is_cancelled():
+                raise
+            logger.warning("voice provider %s failed (%s); falling back to %s", name, exc.code, chain[index + 1])
+            fallbacks.append({"provider": name, "code": str(exc.code), "upstream_status": exc.upstream_status})
+            continue
+        return lines, cost, {"voice_provider": name, **({"voice_fallbacks": fallbacks} if fallbacks else {})}
+    raise AssertionError("a provider chain is never empty")
 
 
 # The reason code of a failed review: the first failed check's, in this order.

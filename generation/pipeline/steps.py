@@ -21,7 +21,7 @@ from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from config.tenancy import dangerously_unscoped, tenant_scope
-from generation import events
+from generation import events, media
 from generation.error_codes import GenerationErrors
 from generation.models import (
     TERMINAL_JOB_STATUSES,
@@ -32,10 +32,11 @@ from generation.models import (
     Step,
     StepStatus,
 )
-from generation.pipeline.specs import EVERY_SHOT, ONE, SAME_SHOT, SPEC, STAGE_SPECS
+from generation.pipeline.specs import EVERY_SHOT, FIRST_SHOT, ONE, SAME_SHOT, SPEC, STAGE_SPECS
 from generation.policy import policy_for
-from generation.providers import provider_queue
+from generation.providers import provider_class, provider_queue
 from generation.queue.dispatch import steps_dispatch
+from generation.references import logo_reference, music_reference, reference_sha256, shot_image_reference
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +46,20 @@ def shots_of(job: Job) -> int:
     return int(job.options.get("shots", 8))
 
 
-def dependencies(step: Step, steps: dict) -> list[Step]:
-    """The steps whose outputs `step` consumes (its stage's `needs`, in order). `steps` maps (stage, shot)
-    to Step."""
+def dependencies(step: Step, steps: dict, job: Job) -> list[Step]:
+    """The steps whose outputs `step` consumes: its stage's `needs`, in order, then its `character_needs` when
+    `job` keeps a recurring character (`recurring_character`). `steps` maps (stage, shot) to Step."""
+    spec = SPEC[step.stage]
+    needs = spec.needs + (spec.character_needs if recurring_character(job, step) else ())
     found = []
-    for stage, which in SPEC[step.stage].needs:
+    for stage, which in needs:
         if which == ONE:
             found.append(steps[(stage, 0)])
         elif which == SAME_SHOT:
             found.append(steps[(stage, step.shot)])
+        elif which == FIRST_SHOT:
+            if step.shot > 1:
+                found.append(steps[(stage, 1)])
         else:
             assert which == EVERY_SHOT, which
             found += sorted((value for (s, _), value in steps.items() if s == stage), key=lambda other: other.shot)
@@ -92,6 +98,15 @@ def step_provider_name(job: Job, step: Step) -> str:
         return "catalogue"
     chain = provider_chain(job, kind)
     return chain[min(step.provider_index, len(chain) - 1)]
+
+
+def recurring_character(job: Job, step: Step) -> bool:
+    """Whether `step` is a clip of a job that keeps one recurring character: its template asks for it
+    (`recurring_character`) and the step's video provider makes characters (`makes_characters`: openai). The
+    first shot's clip then makes the character, and the later clips wait for that clip and feature it."""
+    if step.stage != Stage.CLIP or not (job.template_snapshot.get("settings") or {}).get("recurring_character"):
+        return False
+    return bool(getattr(provider_class("video", step_provider_name(job, step)), "makes_characters", False))
 
 
 def step_queue(job: Job, step: Step) -> str:
@@ -138,6 +153,11 @@ def step_params(job: Job, step: Step, inputs: dict[tuple, Artifact]) -> dict:
         params.update(shot=effective_shot(job, storyboard, step.shot), topic=job.topic,
                       resolution=options["resolution"],
                       aspect_ratio=options["aspect_ratio"], fps=options.get("fps", 24))
+        if recurring_character(job, step):  # only then, so that other jobs keep their digests
+            params["recurring_character"] = True
+        reference = shot_image_reference(job, params["shot"]) if step.stage == Stage.FRAME else ""
+        if reference:  # the asset's bytes, so a replaced or another asset reruns the frame (and what follows)
+            params["reference"] = reference_sha256(job.organization_id, reference)
     elif step.stage == Stage.COMPOSE:
         storyboard = inputs[(Stage.STORYBOARD, 0)].data
         params.update(
@@ -146,6 +166,18 @@ def step_params(job: Job, step: Step, inputs: dict[tuple, Artifact]) -> dict:
             voice=options.get("voice", ""),
             burn_subtitles=bool((job.template_snapshot.get("settings") or {}).get("burn_subtitles", True)),
         )
+        look = (job.template_snapshot.get("settings") or {}).get("subtitle_style") or {}
+        look = {**media.SUBTITLE_STYLE, **look}
+        if params["burn_subtitles"] and look != media.SUBTITLE_STYLE:  # the default look keeps older digests
+            params["subtitle_style"] = look
+        logo, placement = logo_reference(job)
+        if logo:
+            params.update(logo=reference_sha256(job.organization_id, logo), logo_placement=placement)
+        if music_reference(job):
+            params["music"] = reference_sha256(job.organization_id, music_reference(job))
+        voices = provider_chain(job, "voice")
+        if voices != ["offline"]:  # who narrates (the offline default keeps older digests)
+            params["voice_providers"] = voices
     elif step.stage == Stage.REVIEW:
         params.update(duration_s=options["duration_s"], resolution=options["resolution"],
                       aspect_ratio=options["aspect_ratio"], audio_required=bool(options.get("voice")))
@@ -189,7 +221,7 @@ def job_advance(job_id, organization_id: int) -> Advance:
             for step in sorted(steps.values(), key=lambda s: s.position):
                 if step.status != StepStatus.BLOCKED:
                     continue
-                deps = dependencies(step, steps)
+                deps = dependencies(step, steps, job)
                 if any(dep.status != StepStatus.SUCCEEDED for dep in deps):
                     continue
                 if step.stage == Stage.PROTECT and job.template_snapshot.get("settings", {}).get(

@@ -23,12 +23,19 @@ from generation.api.jobs import JobIn
 from generation.models import Job, JobStatus
 from generation.portal.jobs import STATUS_LABELS
 from generation.providers.offline.voice import voice_sample, voices
+from generation.references import asset_problem
 from projects import templates as project_templates
 from projects.schemas import STYLE_NAMES
 from projects.selectors import project_list
+from rights.models import ContentKind
+from rights.selectors import asset_list
 
 TEMPLATE_CHOICES_MAX = 200  # the select lists the organization's templates first, then public ones
 OPTION_FIELDS = ["duration_s", "aspect_ratio", "resolution", "shots", "voice", "language"]
+# options.references' keys and the form's fields for them.
+REFERENCE_FIELDS = {"image": "reference_image", "logo": "logo", "logo_placement": "logo_placement",
+                    "music": "music"}
+ASSET_CHOICES_MAX = 200  # the newest image assets are offered as references
 
 
 # --- the list ----------------------------------------------------------------------------------
@@ -87,9 +94,25 @@ class JobNewForm(forms.Form):
                                  choices=[("auto", gettext_lazy("Detect from the topic")), ("en", "English"),
                                           ("zh", "中文")],
                                  help_text=gettext_lazy("The language of the script, narration and subtitles."))
+    # The studio's uploaded image assets the job builds on (generation.references), by content id.
+    reference_image = forms.ChoiceField(
+        label=gettext_lazy("Product or character image"), required=False,
+        help_text=gettext_lazy("One of the studio's uploaded images: every shot's picture builds on it."))
+    logo = forms.ChoiceField(label=gettext_lazy("Logo"), required=False,
+                             help_text=gettext_lazy("One of the studio's uploaded images, shown as the logo."))
+    music = forms.ChoiceField(label=gettext_lazy("Music track"), required=False, help_text=gettext_lazy(
+        "One of the studio's uploaded audio files, under the narration; none: music made for the style."))
+    logo_placement = forms.ChoiceField(label=gettext_lazy("Logo placement"), required=False, choices=[
+        ("corner", gettext_lazy("In the top right corner of every frame")),
+        ("end_card", gettext_lazy("On an end card over the last two seconds"))])
 
-    def __init__(self, *args, projects, **kwargs):
+    def __init__(self, *args, projects, assets=(), tracks=(), **kwargs):
         super().__init__(*args, **kwargs)
+        asset_choices = [("", _("None")), *((a.content_id, a.title or a.content_id) for a in assets)]
+        self.fields["reference_image"].choices = asset_choices
+        self.fields["logo"].choices = asset_choices
+        self.fields["music"].choices = [("", _("Music made for the style")),
+                                        *((a.content_id, a.title or a.content_id) for a in tracks)]
         self.fields["project"].choices = [("", _("Choose a project")), *((str(p.pk), p.name) for p in projects)]
         self.fields["style"].choices = [("", _("Detect from the topic")), *((s, s) for s in STYLE_NAMES)]
         choices = [("auto", _("The voice of the job’s language")), ("none", _("No narration")),
@@ -104,6 +127,9 @@ class JobNewForm(forms.Form):
         data = self.data
         options = {key: data.get(key, "") for key in OPTION_FIELDS}
         options = {key: value for key, value in options.items() if value != "" or key == "voice"}
+        references = {key: data.get(field, "") for key, field in REFERENCE_FIELDS.items() if data.get(field)}
+        if references.get("image") or references.get("logo") or references.get("music"):
+            options["references"] = references
         return {"project": data.get("project", ""), "topic": data.get("topic", ""), "style": data.get("style", ""),
                 "template": data.get("template") or None, "options": options}
 
@@ -114,13 +140,25 @@ class JobNewForm(forms.Form):
             return serializer.validated_data
         for field, problems in serializer.errors.items():
             if field == "options" and isinstance(problems, dict):
-                for option, option_problems in problems.items():
-                    for problem in option_problems:
-                        self.add_error(option if option in self.fields else None, str(problem))
+                _option_errors(self, problems)
             else:
                 for problem in problems if isinstance(problems, list) else [problems]:
                     self.add_error(field if field in self.fields else None, str(problem))
         return None
+
+
+def _option_errors(form: JobNewForm, problems: dict) -> None:
+    """The options' errors on their fields; the references' (nested once more) on the asset fields."""
+    for option, option_problems in problems.items():
+        if option == "references" and isinstance(option_problems, dict):
+            for key, reference_problems in option_problems.items():
+                field = REFERENCE_FIELDS.get(key)
+                for problem in reference_problems if isinstance(reference_problems, (list, tuple)) else [
+                        reference_problems]:
+                    form.add_error(field if field in form.fields else None, str(problem))
+            continue
+        for problem in option_problems if isinstance(option_problems, (list, tuple)) else [option_problems]:
+            form.add_error(option if option in form.fields else None, str(problem))
 
 
 def _refused(form: JobNewForm, exc: DomainError) -> None:
@@ -128,14 +166,23 @@ def _refused(form: JobNewForm, exc: DomainError) -> None:
     fields = dict(exc.fields or {})
     nested = fields.pop("options", None)
     if isinstance(nested, dict):
-        for option, problems in nested.items():
-            for problem in problems if isinstance(problems, (list, tuple)) else [problems]:
-                form.add_error(option if option in form.fields else None, str(problem))
+        _option_errors(form, nested)
     for field, problems in fields.items():
         if field in form.fields and field != "template":
             for problem in problems if isinstance(problems, (list, tuple)) else [problems]:
                 form.add_error(field, str(problem))
     form.add_error(None, exc.message)
+
+
+def _usable_assets(kind: str = ContentKind.IMAGE) -> list:
+    """The organization's assets of `kind` that a job may build on (the tenant scope limits them)."""
+    found = asset_list().filter(kind=kind).select_related(None)
+    return [a for a in found.only("content_id", "title", "kind", "rights_hold", "original", "protected")[
+        :ASSET_CHOICES_MAX] if not asset_problem(a, kind)]
+
+
+def _asset_choices() -> dict:
+    return {"assets": _usable_assets(ContentKind.IMAGE), "tracks": _usable_assets(ContentKind.AUDIO)}
 
 
 def _template_choices(organization) -> list:
@@ -213,7 +260,7 @@ def job_new(request):
     estimate = None
     problem = ""
     if request.method == "POST":
-        form = JobNewForm(request.POST, projects=projects)
+        form = JobNewForm(request.POST, projects=projects, **_asset_choices())
         template_choices = _template_choices(organization)
         template = next(({"id": pk, "name": name} for pk, name in template_choices
                          if pk == request.POST.get("template")), None)
@@ -238,7 +285,7 @@ def job_new(request):
             status = 400
     else:
         initial, template = _initial(request, organization)
-        form = JobNewForm(initial=initial, projects=projects)
+        form = JobNewForm(initial=initial, projects=projects, **_asset_choices())
         template_choices = _template_choices(organization)
         status = 200
     return render(request, "generation/job_new.html", {

@@ -88,6 +88,11 @@ class TextProvider(Protocol):
     def storyboard(self, *, script: dict, style: dict, shots: int, duration_s: float, ctx: StageContext) -> Result: ...
 
 
+# shot[REFERENCE_ASSET]: a path on the worker's disk to the studio's product or character image the frame builds
+# on (generation.references). A provider that uses it says so with Result.usage["reference_used"] = True.
+REFERENCE_ASSET = "reference_asset"
+
+
 class ImageProvider(Protocol):
     """The first frame of one shot, written as a PNG of exactly ctx.size to `out`."""
 
@@ -95,6 +100,14 @@ class ImageProvider(Protocol):
     queue: ClassVar[str]
 
     def frame(self, *, shot: dict, style: dict, out: Path, ctx: StageContext) -> Result: ...
+
+
+# A recurring character (the template's `recurring_character`), for a video provider whose class says
+# `makes_characters = True`: shot[MAKE_CHARACTER] is True on the first shot, whose provider makes a character
+# from the clip and returns it as Result.usage["character"] = {"id", "name", ...}; the later shots get that
+# {"id", "name"} as shot[RECURRING_CHARACTER], and their clips feature it.
+MAKE_CHARACTER = "make_character"
+RECURRING_CHARACTER = "recurring_character"
 
 
 class VideoProvider(Protocol):

@@ -20,9 +20,9 @@ from config.media import ffmpeg_exe, probe
 from generation.error_codes import GenerationErrors
 from generation.providers import provider_class, provider_names
 from generation.providers.base import ProviderError, ProviderRefused, StageContext
-from generation.providers.openai.client import settings_problems
+from generation.providers.openai.client import openai_client, settings_problems
 from generation.providers.openai.image import OpenAIImage, api_size
-from generation.providers.openai.video import OpenAIVideo, api_seconds, api_video_size
+from generation.providers.openai.video import OpenAIVideo, api_seconds, api_video_size, character_name
 from generation.providers.openai.voice import OpenAIVoice
 from generation.tests.openai_server import QUADRANTS, REMIX_COLOUR, TONE_HZ
 
@@ -50,6 +50,10 @@ class Server:
 
     def requests(self, route: str | None = None) -> list[dict]:
         return [r for r in self._call("/_control/requests") if route is None or r["route"] == route]
+
+    def characters(self) -> dict:
+        """Every character the server made: name, made_from (the video uploaded), featured_in (videos naming it)."""
+        return self._call("/_control/characters")
 
     def reset(self) -> None:
         self._call("/_control/reset", {})
@@ -163,6 +167,20 @@ def test_a_reference_image_goes_through_images_edit(server, make_ctx, tmp_path):
     [request] = server.requests("images.edit")
     assert request["body"]["image"]["filename"] == "reference.png" and request["body"]["size"] == "1536x1024"
     assert not server.requests("images.generate")
+
+
+def test_the_studios_product_image_is_the_edit_input_before_a_previous_frame(server, make_ctx, tmp_path):
+    product, previous = tmp_path / "asset.png", tmp_path / "reference.png"
+    Image.new("RGB", (400, 400), (200, 20, 20)).save(product)
+    Image.new("RGB", (640, 360), (10, 100, 200)).save(previous)
+
+    result = OpenAIImage().frame(shot=shot(reference_image=str(previous), reference_asset=str(product)), style=STYLE,
+                                 out=tmp_path / "f.png", ctx=make_ctx())
+
+    image = Image.open(tmp_path / "f.png").convert("RGB")
+    assert near(image.getpixel((427, 240)), (55, 235, 235), 6)  # the product's red, inverted by the server
+    assert result.usage["method"] == "edit" and result.usage["reference_used"]
+    assert len(server.requests("images.edit")) == 1 and not server.requests("images.generate")
 
 
 def test_429_waits_the_retry_after_then_succeeds(server, make_ctx, tmp_path):
@@ -293,6 +311,71 @@ def test_status_polls_retry_a_429_too(server, make_ctx, tmp_path):
     assert result.usage["method"] == "create" and len(server.requests("videos.retrieve")) == 3
 
 
+# --- a recurring character ----------------------------------------------------------------------------
+
+
+def test_the_first_clip_makes_the_character_the_later_clips_feature(server, make_ctx, tmp_path):
+    frame = quadrants_png(tmp_path / "frame.png")
+    ctx = make_ctx(prices={**PRICES, "per_character": "0.25"})
+    first = OpenAIVideo().clip(shot=shot(make_character=True), style=STYLE, frame=frame, fps=24,
+                               out=tmp_path / "1.mp4", ctx=ctx)
+
+    made = first.usage["character"]
+    [(character_id, character)] = server.characters().items()
+    assert made["id"] == character_id and made["name"] == character["name"] == character_name(ctx) == "Character-job1"
+    # What was uploaded is the endpoint's own render of that shot, a real MP4 (the server decoded it).
+    assert character["made_from"] == first.usage["remote_video_id"] == made["made_from"]
+    assert character["featured_in"] == [] and made["attempts"] == 1
+    [upload] = server.requests("videos.create_character")
+    assert upload["body"]["video"]["filename"] == "character.mp4" and upload["body"]["name"] == made["name"]
+    assert "characters[][id]" not in server.requests("videos.create")[0]["body"]
+    assert first.cost == Decimal("0.65")  # 4 s rendered x 0.1, and the character's price
+
+    later = [OpenAIVideo().clip(shot=shot(n, recurring_character={"id": made["id"], "name": made["name"]}),
+                                style=STYLE, frame=frame, fps=24, out=tmp_path / f"{n}.mp4", ctx=ctx)
+             for n in (2, 3)]
+
+    assert len(server.requests("videos.create_character")) == 1
+    assert server.characters()[character_id]["featured_in"] == [clip.usage["remote_video_id"] for clip in later]
+    for create in server.requests("videos.create")[1:]:
+        # The id in the request's characters, the name verbatim in the prompt (the API guide's two halves).
+        assert create["body"]["characters[][id]"] == character_id
+        assert f"Featuring {made['name']}." in create["body"]["prompt"]
+    assert all(clip.usage["character"] == {"id": made["id"], "name": made["name"]} for clip in later)
+    assert [clip.cost for clip in later] == [Decimal("0.4")] * 2  # featuring it costs nothing more
+    with openai_client(ctx.settings) as client:  # and the endpoint knows it by its id
+        assert client.videos.get_character(character_id).name == made["name"]
+
+
+def test_a_clip_without_the_character_setting_makes_none(server, make_ctx, tmp_path):
+    result = OpenAIVideo().clip(shot=shot(), style=STYLE, frame=quadrants_png(tmp_path / "f.png"), fps=24,
+                                out=tmp_path / "c.mp4", ctx=make_ctx())
+    assert "character" not in result.usage and not server.requests("videos.create_character")
+    [create] = server.requests("videos.create")
+    assert "characters[][id]" not in create["body"] and "Featuring" not in create["body"]["prompt"]
+
+
+@pytest.mark.parametrize("replies, raised, code, requests", [
+    ([{"status": 500}] * 2, ProviderError, GenerationErrors.PROVIDER_HTTP_ERROR, 2),
+    ([{"status": 400, "code": "moderation_blocked"}], ProviderRefused, GenerationErrors.PROVIDER_REFUSED, 1),
+])
+def test_a_failing_characters_endpoint_answers_its_code(server, make_ctx, tmp_path, replies, raised, code, requests):
+    server.script("videos.create_character", *replies)
+    with pytest.raises(raised) as caught:
+        OpenAIVideo().clip(shot=shot(make_character=True), style=STYLE, frame=quadrants_png(tmp_path / "f.png"),
+                           fps=24, out=tmp_path / "c.mp4", ctx=make_ctx(max_attempts=2))
+    assert caught.value.code == code and "character" in str(caught.value)
+    assert len(server.requests("videos.create_character")) == requests and not server.characters()
+
+
+def test_the_server_makes_characters_of_mp4s_only(server, make_ctx):
+    settings = make_ctx(max_attempts=1).settings
+    with openai_client(settings) as client, pytest.raises(Exception) as caught:
+        client.videos.create_character(name="x", video=("x.mp4", b"\x00\x00\x00\x18ftypisom-not-a-video", "video/mp4"))
+    assert getattr(caught.value, "status_code", None) == 400 and caught.value.code == "invalid_video"
+    assert not server.characters()
+
+
 # --- voice --------------------------------------------------------------------------------------------
 
 
@@ -388,6 +471,11 @@ def test_a_job_with_every_chain_on_openai_completes_and_an_edit_remixes(server, 
     assert [steps[("clip", n)].cost for n in (1, 2)] == [Decimal("0.4")] * 2  # 4 s shots, 4 s renders
     assert len(server.requests("audio.speech")) == 2 and job.output["metadata"]["audio_codec"]
     assert len(server.requests("videos.create")) == 2 and not server.requests("videos.remix")
+    # No recurring character asked for: none made, none named, and the clips kept no character.
+    assert not server.requests("videos.create_character") and not server.characters()
+    assert all("characters[][id]" not in create["body"] for create in server.requests("videos.create"))
+    with tenant_scope(tenant_a.organization):
+        assert all("character" not in steps[("clip", n)].artifact.data for n in (1, 2))
 
     with tenant_scope(tenant_a.organization):
         run_commits(lambda: services.shot_edit(job=job, number=2, actor=Actor(user=tenant_a.owner),
@@ -403,6 +491,58 @@ def test_a_job_with_every_chain_on_openai_completes_and_an_edit_remixes(server, 
         assert new_clip.artifact.data["remote_video_id"] not in clip_ids.values()
 
 
+def test_a_recurring_character_is_made_once_from_the_first_clip_and_featured_in_every_later_one(
+        server, tenant_a, run_commits, settings):
+    from accounts.audit import Actor
+    from config.tenancy import tenant_scope
+    from generation import services
+    from generation.models import ProviderCredential, Step
+    from generation.tests.test_pipeline import drain, reload, start
+    from projects.templates import template_create
+
+    settings.STEP_RETRY_BACKOFF_S = 0
+    with tenant_scope(tenant_a.organization):
+        ProviderCredential.objects.create(organization=tenant_a.organization, provider="openai", settings={
+            "base_url": server.base_url, "timeout_s": 30, "max_attempts": 1, "backoff_s": 0.01,
+            "video_poll_s": 0.02, "prices": PRICES})
+        template = template_create(
+            organization=tenant_a.organization, name="One lead", actor=Actor(user=tenant_a.owner), settings={
+                "duration_s": 12, "shots": 3, "resolution": "480p", "voice": "none", "recurring_character": True,
+                "providers": {"text": ["offline"], "image": ["offline"], "video": ["openai"], "voice": ["offline"]}})
+    # The first clip renders; the next videos.create answers a 500, so that later shot's step fails and is retried.
+    server.script("videos.create", {}, {"status": 500})
+    job = start(tenant_a, run_commits, options={}, template_id=template.pk)
+    drain(run_commits)
+    job = reload(tenant_a, job)
+    with tenant_scope(tenant_a.organization):
+        steps = {s.shot: s for s in Step.objects.filter(job=job, stage="clip").select_related("artifact")}
+    assert job.status == "completed", (job.error, [s.error for s in steps.values()])
+
+    [(character_id, character)] = server.characters().items()
+    assert len(server.requests("videos.create_character")) == 1
+    first = steps[1].artifact.data
+    assert first["character"] == {"id": character_id, "name": character["name"]}
+    assert character["made_from"] == first["remote_video_id"]  # made from shot 1's own render
+    assert steps[1].usage["character"]["id"] == character_id and steps[1].cost == Decimal("0.4")
+    # Every later shot's create named it, the failed one and its retry too; the first one's did not.
+    creates = server.requests("videos.create")
+    assert len(creates) == 4 and "characters[][id]" not in creates[0]["body"]
+    assert all(create["body"]["characters[][id]"] == character_id for create in creates[1:])
+    assert sorted(character["featured_in"]) == sorted(steps[n].artifact.data["remote_video_id"] for n in (2, 3))
+    assert sorted(steps[n].attempts for n in (2, 3)) == [1, 2]  # one of them was retried
+    # The later shots waited for the first clip.
+    assert all(steps[n].started_at >= steps[1].finished_at for n in (2, 3))
+
+    # A later shot made again refers to the same character; none is made again.
+    with tenant_scope(tenant_a.organization):
+        run_commits(lambda: services.shot_regenerate(job=job, number=3, actor=Actor(user=tenant_a.owner)))
+    drain(run_commits)
+    assert reload(tenant_a, job).status == "completed"
+    assert len(server.requests("videos.create_character")) == 1
+    assert len(server.characters()[character_id]["featured_in"]) == 3
+    assert server.requests("videos.create")[-1]["body"]["characters[][id]"] == character_id
+
+
 def test_the_up_front_estimate_follows_the_prices():
     from generation.providers.openai.client import estimate_media_cost
 
@@ -411,3 +551,30 @@ def test_the_up_front_estimate_follows_the_prices():
     assert estimate_media_cost("video", 30, 8, settings) == Decimal("3.2")  # 3.75 s shots render 4 s each
     assert estimate_media_cost("voice", 30, 8, settings) == Decimal("0.000015") * 450
     assert estimate_media_cost("video", 30, 8, {}) == 0
+
+
+def test_a_voice_that_fails_falls_back_along_the_chain_and_one_voice_speaks_every_line(
+        server, tenant_a, run_commits, settings):
+    from config.tenancy import tenant_scope
+    from generation.models import GenerationPolicy, ProviderCredential, Step
+    from generation.tests.test_pipeline import drain, reload, start
+
+    with tenant_scope(tenant_a.organization):
+        GenerationPolicy.objects.create(organization=tenant_a.organization, providers={
+            "text": ["offline"], "image": ["offline"], "video": ["offline"], "voice": ["openai", "offline"]})
+        ProviderCredential.objects.create(organization=tenant_a.organization, provider="openai", settings={
+            "base_url": server.base_url, "timeout_s": 30, "max_attempts": 2, "backoff_s": 0.01, "prices": PRICES})
+    # The first line speaks; the second gets 500 on both tries: every line is spoken again by the next voice.
+    server.script("audio.speech", {}, {"status": 500}, {"status": 500})
+    job = start(tenant_a, run_commits, options={"duration_s": 8, "resolution": "480p", "shots": 2})
+    drain(run_commits)
+    job = reload(tenant_a, job)
+    assert job.status == "completed", job.error
+    with tenant_scope(tenant_a.organization):
+        compose = Step.objects.select_related("artifact").get(job=job, stage="compose")
+    data = compose.artifact.data
+    assert data["voice_provider"] == "offline" and data["narrated"]
+    assert data["voice_fallbacks"] == [{"provider": "openai", "code": "provider_http_error", "upstream_status": 500}]
+    assert len(server.requests("audio.speech")) == 3  # line 1, then line 2 twice
+    spoken = Decimal(PRICES["per_speech_character"]) * len(server.requests("audio.speech")[0]["body"]["input"])
+    assert compose.cost == spoken.quantize(compose.cost)  # the line spoken before the failure is paid for

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from generation.providers.base import Result, StageContext
+from generation.error_codes import GenerationErrors
+from generation.providers.base import REFERENCE_ASSET, ProviderError, Result, StageContext
 from generation.providers.offline.common import (
     SETTINGS,
     SUBJECTS,
@@ -23,6 +24,8 @@ from generation.providers.offline.common import (
 )
 
 SUPERSAMPLE = 2  # frames are painted at this multiple of ctx.size and downsampled (anti-aliasing)
+# A reference photo whose border varies less than this (per channel, 0-255) is taken as shot on a plain backdrop.
+REFERENCE_BACKDROP_SPREAD = 14.0
 
 DEFAULT_PALETTE = ["#8fb3d9", "#f2e6c9", "#4a6a4f", "#e0a458", "#2e3440"]
 # Where a subject goes when the description names no place: the style's usual place, else the subject's.
@@ -724,10 +727,51 @@ def _vignette(image: Image.Image, strength: float = 0.3) -> Image.Image:
     return Image.fromarray(array.round().astype(np.uint8), "RGB")
 
 
+def _reference_cutout(reference: Image.Image) -> Image.Image:
+    """The studio's product or character image as RGBA: its own transparency where it has one; else a photo
+    on a plain backdrop (the border all one colour) loses the backdrop; else it stays a whole picture."""
+    image = reference.convert("RGBA")
+    if reference.mode in ("RGBA", "LA", "PA") or "transparency" in reference.info:
+        return image
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    if border.std(axis=0).max() < REFERENCE_BACKDROP_SPREAD:
+        distance = np.sqrt(((rgb - np.median(border, axis=0)) ** 2).sum(axis=2))
+        alpha = np.clip((distance - 18.0) / 22.0, 0.0, 1.0) * 255
+        image.putalpha(Image.fromarray(alpha.round().astype(np.uint8), "L"))
+    return image
+
+
+def reference_composite(image: Image.Image, reference: Image.Image, shot_type: str, stand: float,
+                        rng: random.Random) -> list[int]:
+    """Place the reference where the painted subject would stand, at the shot type's scale (never so small
+    that it cannot be recognised), on a soft shadow; returns its box (x0, y0, x1, y1) in `image`."""
+    width, height = image.size
+    cutout = _reference_cutout(reference)
+    box_h = height * min(0.86, max(0.36, OBJECT_SCALE.get(shot_type, 0.6)))
+    scale = min(box_h / cutout.height, width * 0.7 / cutout.width)
+    cutout = cutout.resize((max(1, round(cutout.width * scale)), max(1, round(cutout.height * scale))),
+                           Image.LANCZOS)
+    cx = width * rng.choice([0.36, 0.5, 0.64])
+    base = min(height * 0.96, height * max(stand, 0.5) + cutout.height * 0.1)
+    x0 = int(min(max(0, cx - cutout.width / 2), width - cutout.width))
+    y0 = int(min(max(height * 0.03, base - cutout.height), height - cutout.height))
+    shadow = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    ImageDraw.Draw(shadow).ellipse([x0 + cutout.width * 0.1, y0 + cutout.height * 0.94,
+                                    x0 + cutout.width * 0.9, y0 + cutout.height * 1.03], fill=(0, 0, 0, 110))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(max(2, height // 120)))
+    canvas = Image.alpha_composite(image.convert("RGBA"), shadow)
+    canvas.alpha_composite(cutout, (x0, y0))
+    image.paste(canvas.convert("RGB"))
+    return [x0, y0, x0 + cutout.width, y0 + cutout.height]
+
+
 def frame_paint(shot: dict, style: dict, size: tuple[int, int], extra_text: str = "",
-                organization_id=None) -> tuple[Image.Image, dict]:
+                organization_id=None, reference: Image.Image | None = None) -> tuple[Image.Image, dict]:
     """The shot's first frame, exactly `size`, and the record of what it shows ({"setting", "subject",
-    "time", "elements"}); deterministic in the shot, the style, the shot's seed and the organization."""
+    "time", "elements"}); deterministic in the shot, the style, the shot's seed and the organization.
+    With `reference` (the studio's product or character image) that image stands in for the painted subject,
+    and the record says where ("reference": its box, and "reference" among the elements)."""
     rng = random.Random(shot_seed(shot, style, organization_id))
     palette = palette_colors(style)
     scene = scene_pick(f"{shot.get('description', '')} {extra_text}", (style or {}).get("name", ""))
@@ -738,14 +782,16 @@ def frame_paint(shot: dict, style: dict, size: tuple[int, int], extra_text: str 
 
     big = (size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE)
     painter = _Painter(big, palette, rng, scene["time"])
-    stand = painter.setting(scene["setting"], horizon, scene["river"], focus=scene["subject"] is None)
+    has_subject = scene["subject"] is not None or reference is not None
+    stand = painter.setting(scene["setting"], horizon, scene["river"], focus=not has_subject)
     image = painter.image
     blur = BACKGROUND_BLUR[shot_type] * big[1] / 1440
-    if blur and scene["subject"] is not None:  # depth of field: cheap at a quarter size, smooth anyway
+    if blur and has_subject:  # depth of field: cheap at a quarter size, smooth anyway
         small = image.reduce(4).filter(ImageFilter.GaussianBlur(blur / 4))
         painter.image = small.resize(big, Image.BILINEAR)
         painter.draw = ImageDraw.Draw(painter.image)
-    painter.subject(scene["subject"], shot_type, stand, horizon)
+    if reference is None:
+        painter.subject(scene["subject"], shot_type, stand, horizon)
     image = painter.image
     # Half the frames are mirrored, chosen by the seed: one more way two studios' animatics part.
     if rng.random() < 0.5:
@@ -753,13 +799,31 @@ def frame_paint(shot: dict, style: dict, size: tuple[int, int], extra_text: str 
     image = image.reduce(SUPERSAMPLE) if image.size == big else image.resize(size, Image.LANCZOS)
     record = {"setting": scene["setting"], "subject": scene["subject"], "time": scene["time"],
               "elements": list(dict.fromkeys(painter.elements))}
-    return _vignette(image), record
+    image = _vignette(image)
+    if reference is not None:  # after the mirror: a product's label reads the right way round
+        record["reference"] = reference_composite(image, reference, shot_type, stand, rng)
+        record["subject"] = "reference"
+        record["elements"].append("reference")
+    return image, record
 
 
 def render_frame(shot: dict, style: dict, size: tuple[int, int], extra_text: str = "",
                  organization_id=None) -> Image.Image:
     """The shot's first frame alone (see frame_paint)."""
     return frame_paint(shot, style, size, extra_text, organization_id)[0]
+
+
+def _reference_open(path) -> Image.Image | None:
+    """The reference asset (checked against the upload limits when it was uploaded), loaded, or None."""
+    if not path:
+        return None
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ProviderError(f"offline image: the reference asset could not be read ({type(exc).__name__})",
+                            code=GenerationErrors.PROVIDER_BAD_ANSWER) from None
 
 
 class OfflineImage:
@@ -772,8 +836,10 @@ class OfflineImage:
         started = time.monotonic()
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
+        reference = _reference_open(shot.get(REFERENCE_ASSET))
         image, drawn = frame_paint(shot, style, ctx.size, extra_text=prompt_of(ctx, "frame") or prompt_of(ctx, "image"),
-                                   organization_id=ctx.organization_id)
+                                   organization_id=ctx.organization_id, reference=reference)
         image.save(out, format="PNG", compress_level=6)
         return Result(value=out, usage={"model": "offline", "size": list(ctx.size), "drawn": drawn,
+                                        "reference_used": reference is not None,
                                         "render_s": round(time.monotonic() - started, 3)})

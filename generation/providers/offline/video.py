@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
@@ -127,6 +128,18 @@ class _Life:
         return image
 
 
+def _zoomed(pixels: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
+    """The part `box` (x0, y0, width, height, in pixels) of an RGB array, scaled bilinearly to `size`: the same
+    sampling as Pillow's resize with that box (output pixel centres mapped into the box)."""
+    width, height = size
+    x0, y0, box_w, box_h = box
+    sx, sy = box_w / width, box_h / height
+    matrix = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], dtype=np.float64)
+    warped = cv2.warpAffine(pixels, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    return Image.fromarray(warped, "RGB")
+
+
 def _cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Scale and centre-crop `image` to fill `size` exactly."""
     w, h = size
@@ -146,8 +159,11 @@ class OfflineVideo:
 
     name = "offline"
     queue = "cpu"
-    preset = "veryfast"
-    crf = 23
+    # A clip is an intermediate: compose scales and encodes every clip again. So it is encoded for speed (twice
+    # as fast as veryfast) at a quality above the final video's (crf 18 against compose's 21); only its files
+    # grow.
+    preset = "ultrafast"
+    crf = 18
 
     def clip(self, *, shot: dict, style: dict, frame: Path, fps: int, out: Path, ctx: StageContext) -> Result:
         started = time.monotonic()
@@ -164,6 +180,7 @@ class OfflineVideo:
             raise ProviderError(f"cannot read the frame {frame}: {exc}") from exc
         if source.size != (width, height):
             source = _cover(source, (width, height))
+        pixels = np.asarray(source)  # zooms sample it with OpenCV (4x faster than Pillow's box resize)
         path, side = camera_path(movement, rng)
         life = _Life((width, height), palette_colors(style), movement, side, rng)
         fixed_zoom = path(0.0)[0] if path(0.0)[0] == path(1.0)[0] else None
@@ -197,7 +214,7 @@ class OfflineVideo:
                         box_w, box_h = width / zoom, height / zoom
                         x0 = min(max(cx * width - box_w / 2, 0.0), width - box_w)
                         y0 = min(max(cy * height - box_h / 2, 0.0), height - box_h)
-                        picture = source.resize((width, height), Image.BILINEAR, box=(x0, y0, x0 + box_w, y0 + box_h))
+                        picture = _zoomed(pixels, (width, height), (x0, y0, box_w, box_h))
                     picture = life.apply(picture, index / max(1, frames - 1))
                     process.stdin.write(picture.tobytes())
                 process.stdin.close()

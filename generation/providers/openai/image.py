@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from config.error_codes import KernelErrors
 from config.outbound import OutboundUrlNotAllowed, outbound_http_client, outbound_url_check
 from generation.error_codes import GenerationErrors
-from generation.providers.base import ProviderError, Result, StageContext
+from generation.providers.base import REFERENCE_ASSET, ProviderError, Result, StageContext
 from generation.providers.openai.client import (
     DEFAULT_TIMEOUT_S,
     call_with_retries,
@@ -86,7 +86,8 @@ class OpenAIImage:
                    "size": f"{width}x{height}"}
         if settings.get("image_quality"):
             request["quality"] = settings["image_quality"]
-        reference = shot.get(REFERENCE_KEY)
+        # The studio's product or character image first; else an edited shot's previous frame.
+        reference = shot.get(REFERENCE_ASSET) or shot.get(REFERENCE_KEY)
         what = f"openai image (shot {shot.get('number', '?')})"
         with openai_client(settings) as client:
             if reference:
@@ -103,7 +104,8 @@ class OpenAIImage:
         out.parent.mkdir(parents=True, exist_ok=True)
         image_fit(image, ctx.size).save(out, format="PNG")
         usage = {"model": model, "api_size": [width, height], "size": list(ctx.size), "images": 1,
-                 "attempts": attempts, "method": "edit" if reference else "generate"}
+                 "attempts": attempts, "method": "edit" if reference else "generate",
+                 "reference_used": bool(shot.get(REFERENCE_ASSET))}
         return Result(value=out, cost=price(settings, "per_image"), usage=usage)
 
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 from config.media import MediaError, ffmpeg_exe, tool_run
 from generation.error_codes import GenerationErrors
 from generation.providers.base import ProviderError, Result, StageContext
-from generation.providers.openai.client import SETTINGS_SCHEMA, call_with_retries, openai_client, price
+from generation.providers.openai.client import call_with_retries, openai_client, price
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class OpenAIVoice:
         text = " ".join((text or "").split())
         if not text:
             return Result(value=None, usage={"engine": "openai", "reason": "no text"})
-        settings = ctx.settings if _own_settings(ctx.settings) else _stored_settings(ctx)
+        settings = ctx.settings  # the organization's openai settings (run_compose passes each voice provider's)
         model = settings.get("speech_model") or DEFAULT_SPEECH_MODEL
         spoken = voice_name(voice, settings)
         audio_format = settings.get("speech_format") or "wav"
@@ -77,18 +77,6 @@ class OpenAIVoice:
         usage = {"engine": "openai", "model": model, "voice": spoken, "characters": characters,
                  "seconds": seconds, "attempts": attempts, "language": language or None}
         return Result(value=out, cost=price(settings, "per_speech_character") * Decimal(characters), usage=usage)
-
-
-def _own_settings(settings: dict) -> bool:
-    return bool(settings) and ("api_key" in settings or bool(set(settings) & set(SETTINGS_SCHEMA["properties"])))
-
-
-def _stored_settings(ctx: StageContext) -> dict:
-    """The organization's openai settings, when the caller's ctx carries another provider's: the compose step
-    narrates with the ctx of its own provider (the platform), which holds no openai credential."""
-    from generation.provider_settings import provider_settings_read
-
-    return provider_settings_read(organization_id=ctx.organization_id, provider="openai")
 
 
 def _wav_seconds(data: bytes) -> float | None:
