@@ -233,7 +233,7 @@ if BROKER_URL:
 else:
     # The embedded broker: message files in a folder every process of this machine shares.
     (VAR_DIR / "broker").mkdir(exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "embedded://"  # kombu's filesystem transport, each message written whole (config/broker.py)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(VAR_DIR / "broker"),
         "data_folder_out": str(VAR_DIR / "broker"),
