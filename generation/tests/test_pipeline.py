@@ -229,7 +229,7 @@ OLD_COMPOSE_PARAMS = {"stage", "provider", "regeneration", "prompt", "organizati
                       "aspect_ratio", "fps", "voice", "burn_subtitles"}
 
 
-def test_the_compose_digest_holds_the_subtitle_style_only_when_it_is_not_the_default():
+def test_the_compose_digest_holds_the_subtitle_style_only_when_it_is_not_the_default(db):
     template_defaults = templates.template_defaults
     storyboard = SimpleNamespace(data={"shots": [{"number": 1, "duration_s": 5, "dialogue": "Hello."}]},
                                  content_hash="c0ffee")
@@ -290,3 +290,22 @@ def test_a_templates_subtitle_position_reaches_the_burned_video(tenant_a, run_co
     assert np.abs(top[:band] - bottom[:band]).mean() > 4 and np.abs(top[-band:] - bottom[-band:]).mean() > 4
     # The box darkens its band: the top video's top band, the bottom video's bottom band.
     assert top[:band].mean() < bottom[:band].mean() and bottom[-band:].mean() < top[-band:].mean()
+
+
+def test_the_compose_digest_names_the_voice_chain_unless_it_is_the_offline_default(tenant_a):
+    storyboard = SimpleNamespace(data={"shots": [{"number": 1, "duration_s": 5, "dialogue": "Hello."}]},
+                                 content_hash="c0ffee")
+    inputs = {(Stage.STORYBOARD, 0): storyboard}
+
+    def compose_digest(voice_chain):
+        providers = {kind: ["offline"] for kind in ("text", "image", "video")}
+        job = Job(organization=tenant_a.organization, options={"duration_s": 5, "resolution": "480p",
+                                                               "aspect_ratio": "16:9", "shots": 1},
+                  template_snapshot={"settings": {"providers": {**providers, "voice": voice_chain}}})
+        step = Step(stage=Stage.COMPOSE, shot=0)
+        return pipeline.step_params(job, step, inputs), pipeline.step_digest(job, step, inputs)
+
+    offline, offline_digest = compose_digest(["offline"])
+    spoken, spoken_digest = compose_digest(["openai", "offline"])
+    assert "voice_providers" not in offline and spoken["voice_providers"] == ["openai", "offline"]
+    assert spoken_digest != offline_digest  # another narrator never reuses the offline narration's video
