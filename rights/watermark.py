@@ -495,7 +495,8 @@ def _mark_planes(frame: np.ndarray, content_id: str, *, mode: str, width: int, h
 
 def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "both") -> dict:
     """Mark every frame of a video: decode with ffmpeg as raw BGR, mark, encode H.264 yuv420p (+faststart),
-    copying the audio stream untouched. Returns what was done, for the content record."""
+    copying the audio and subtitle streams untouched (a composed video's soft subtitles stay in the file).
+    Returns what was done, for the content record."""
     import time
 
     from config.media import VIDEO_PRESET
@@ -514,9 +515,9 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
             else _mark_bgr)
     args = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-framerate", _rate_arg(info["fps"]),
-            "-i", "-", "-i", str(src), "-map", "0:v:0", "-map", "1:a?",
+            "-i", "-", "-i", str(src), "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
             "-c:v", "libx264", "-preset", VIDEO_PRESET, "-crf", str(crf), "-pix_fmt", "yuv420p",
-            "-c:a", "copy", "-movflags", "+faststart", str(dst)]
+            "-c:a", "copy", "-c:s", "copy", "-movflags", "+faststart", str(dst)]
     count = 0
     workers = max(1, min(MARK_THREADS, os.cpu_count() or 1))
     with tempfile.TemporaryFile() as errors, _opencv_threads(1 if workers > 1 else None), \

@@ -1,4 +1,7 @@
 """Downloads with ranges, the job page's data, and live events over the job websocket."""
+import hashlib
+import subprocess
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
@@ -6,9 +9,11 @@ from channels.testing import WebsocketCommunicator
 from accounts.audit import Actor
 from accounts.tests.test_websocket import session_cookie
 from config.asgi import application
+from config.media import ffmpeg_exe
 from config.tenancy import tenant_scope
 from generation import services
 from generation.queue.worker import run_until_idle
+from rights.models import Content
 
 
 @pytest.fixture
@@ -25,13 +30,23 @@ def finished_job(tenant_a, django_capture_on_commit_callbacks):
     return job
 
 
-def test_video_supports_range_requests_and_frames_and_thumbnail_download(tenant_a, finished_job):
+def test_video_supports_range_requests_and_frames_and_thumbnail_download(tenant_a, finished_job, tmp_path):
     client = tenant_a.client("viewer")
     body = client.get(f"/api/v1/jobs/{finished_job.pk}").json()
     assert body["status"] == "completed" and body["output"]["video_url"].endswith("/video")
     whole = client.get(f"/api/v1/jobs/{finished_job.pk}/video")
     data = b"".join(whole.streaming_content)
     assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes" and data[4:8] == b"ftyp"
+    # The delivered file is the protected one, and it keeps compose's soft subtitle track.
+    delivered = tmp_path / "delivered.mp4"
+    delivered.write_bytes(data)
+    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(delivered)], capture_output=True,
+                            text=True).stderr
+    streams = [line for line in header.splitlines() if "Stream #" in line]
+    assert [kind in stream for kind, stream in zip(("Video: h264", "Audio: aac", "Subtitle: mov_text"), streams)] == [
+        True, True, True], streams
+    with tenant_scope(tenant_a.organization):
+        assert Content.objects.get(job=finished_job).sha256 == hashlib.sha256(data).hexdigest()
     part = client.get(f"/api/v1/jobs/{finished_job.pk}/video", HTTP_RANGE="bytes=100-199")
     assert part.status_code == 206 and part["Content-Range"] == f"bytes 100-199/{len(data)}"
     assert b"".join(part.streaming_content) == data[100:200]

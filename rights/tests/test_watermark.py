@@ -228,6 +228,23 @@ def test_each_way_of_marking_a_video_reads_back_through_both_decoders(tmp_path, 
     assert difference.mean() < 1.5
 
 
+def test_the_soft_subtitle_track_is_kept_with_its_language(tmp_path):
+    source, with_subs, marked = tmp_path / "source.mp4", tmp_path / "subs.mp4", tmp_path / "marked.mp4"
+    write_video(source, 360, 640, frames=24, audio=True)
+    (tmp_path / "cues.srt").write_text("1\n00:00:00,000 --> 00:00:00,900\n灯塔的光\n", encoding="utf-8")
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(source), "-i", str(tmp_path / "cues.srt"),
+                    "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text", "-metadata:s:s:0", "language=chi",
+                    str(with_subs)], check=True)
+    watermark_video(with_subs, marked, content_id_new())
+    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(marked)], capture_output=True, text=True).stderr
+    streams = [line for line in header.splitlines() if "Stream #" in line]
+    assert len(streams) == 3 and "Video: h264" in streams[0] and "Audio: aac" in streams[1]
+    assert "(chi): Subtitle: mov_text" in streams[2]
+    text = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(marked), "-map", "0:s:0", "-f", "srt", "-"],
+                          capture_output=True, check=True).stdout.decode()
+    assert "灯塔的光" in text
+
+
 def test_720p_video_survives_h264_crf28_reencode(tmp_path):
     source, marked, copy = tmp_path / "source.mp4", tmp_path / "marked.mp4", tmp_path / "copy.mp4"
     write_video(source, 720, 1280, frames=24)
