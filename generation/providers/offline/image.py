@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -737,7 +738,13 @@ def _reference_cutout(reference: Image.Image) -> Image.Image:
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
     if border.std(axis=0).max() < REFERENCE_BACKDROP_SPREAD:
         distance = np.sqrt(((rgb - np.median(border, axis=0)) ** 2).sum(axis=2))
-        alpha = np.clip((distance - 18.0) / 22.0, 0.0, 1.0) * 255
+        alpha = np.clip((distance - 18.0) / 22.0, 0.0, 1.0)
+        # Only the backdrop goes: the near-backdrop areas that reach the border. A white label on the product
+        # is the same colour but enclosed by it, so it stays.
+        count, labels = cv2.connectedComponents((alpha < 1.0).astype(np.uint8), connectivity=4)
+        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        backdrop = np.isin(labels, edge[edge > 0])
+        alpha = np.where(backdrop, alpha, 1.0) * 255
         image.putalpha(Image.fromarray(alpha.round().astype(np.uint8), "L"))
     return image
 
