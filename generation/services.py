@@ -21,7 +21,7 @@ from generation.pipeline.stages import provider_settings
 from generation.policy import ModerationUnavailable, content_policy_check, policy_for
 from generation.providers.base import ProviderError, StageContext
 from generation.providers.offline.voice import NO_VOICE
-from generation.providers.openai.client import MEDIA_KINDS, estimate_media_cost
+from generation.providers.openai.client import MEDIA_KINDS, estimate_media_cost, price
 from generation.providers.openai.text import estimate_cost, moderate
 from generation.references import SHOT_REFERENCE, references_validate, shot_reference_validate
 from projects.models import Project
@@ -83,8 +83,10 @@ def job_estimate(*, job: Job) -> Decimal:
         if kind == "voice" and str(job.options.get("voice") or "auto").lower() == NO_VOICE:
             continue
         if pipeline.provider_chain(job, kind)[0] == "openai":
-            total += estimate_media_cost(kind, job.options["duration_s"], job.options["shots"],
-                                         provider_settings(job.organization_id, "openai"))
+            settings = provider_settings(job.organization_id, "openai")
+            total += estimate_media_cost(kind, job.options["duration_s"], job.options["shots"], settings)
+            if kind == "video" and (job.template_snapshot.get("settings") or {}).get("recurring_character"):
+                total += price(settings, "per_character")  # the one character made from shot 1's clip
     return total
 
 

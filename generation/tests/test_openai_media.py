@@ -578,3 +578,31 @@ def test_a_voice_that_fails_falls_back_along_the_chain_and_one_voice_speaks_ever
     assert len(server.requests("audio.speech")) == 3  # line 1, then line 2 twice
     spoken = Decimal(PRICES["per_speech_character"]) * len(server.requests("audio.speech")[0]["body"]["input"])
     assert compose.cost == spoken.quantize(compose.cost)  # the line spoken before the failure is paid for
+
+
+def test_the_estimate_of_a_job_keeping_a_recurring_character_counts_the_character(tenant_a):
+    from accounts.audit import Actor
+    from config.tenancy import tenant_scope
+    from generation import services
+    from generation.models import Job, ProviderCredential
+    from projects.templates import template_create, template_for_job
+
+    with tenant_scope(tenant_a.organization):
+        ProviderCredential.objects.create(organization=tenant_a.organization, provider="openai", settings={
+            "base_url": "https://api.example.test/v1", "prices": {**PRICES, "per_character": "0.5"}})
+        templates = {recurring: template_create(
+            organization=tenant_a.organization, name=f"Lead {recurring}", actor=Actor(user=tenant_a.owner),
+            settings={"duration_s": 12, "shots": 3, "recurring_character": recurring, "voice": "none",
+                      "providers": {"text": ["offline"], "image": ["offline"], "video": ["openai"],
+                                    "voice": ["offline"]}}) for recurring in (False, True)}
+
+    def estimate(recurring):
+        with tenant_scope(tenant_a.organization):
+            _version, snapshot = template_for_job(organization=tenant_a.organization,
+                                                  template_id=templates[recurring].pk)
+            job = Job(organization=tenant_a.organization, options={"duration_s": 12, "shots": 3, "voice": "none"},
+                      template_snapshot=snapshot)
+            return services.job_estimate(job=job)
+
+    assert estimate(False) == Decimal("1.2")  # three 4 s renders at 0.1 a second
+    assert estimate(True) == Decimal("1.7")  # and the one character made from shot 1's clip
