@@ -54,7 +54,9 @@ def test_sigterm_mid_step_releases_the_step_and_another_worker_finishes_the_job(
     project = tenant_a.project(f"Shutdown {engine}")
     _key, plain = tenant_a.key()
     metrics_port = free_port()
-    options = {"duration_s": 24, "resolution": "720p", "shots": 2}  # 12 s clips: seconds of rendering each
+    # 24 s clips at 1080p: several seconds of rendering each, well past the 1 s grace (12 s clips at 720p
+    # rendered in about a second once the clip encode got faster, so a clip could finish within the grace)
+    options = {"duration_s": 48, "resolution": "1080p", "shots": 2}
     with live_platform(tmp_path, engine=engine, workers=1, WORKER_SHUTDOWN_GRACE_S=GRACE_S, STEP_LEASE_S=LEASE_S,
                        LOG_FORMAT="json", WORKER_METRICS_PORT=metrics_port) as live:
         job_id = start_job(live, plain, project, options)
