@@ -1,6 +1,7 @@
-"""Invisible watermark: a content id hidden in every frame, in the `invisible-watermark` dwtDctSvd format.
+"""Invisible watermarks: a content id hidden in every frame, in the `invisible-watermark` dwtDctSvd format, and
+a forensic mark naming the share link a copy was made for.
 
-Two marks, in two chroma planes that do not disturb each other:
+Two content marks, in two chroma planes that do not disturb each other:
 
 - `library`: the `invisible-watermark` (imwatermark 0.2) `dwtDctSvd` format at the frame's own resolution, in
   the U plane, so the library's own decoder, `WatermarkDecoder('bits', 64).decode(bgr, 'dwtDctSvd')`, reads
@@ -13,6 +14,16 @@ Two marks, in two chroma planes that do not disturb each other:
 
 `both` (the default) embeds the two; `watermark_read` and `watermark_detect` try each mark and the two pooled,
 and accept a read only when the payload's CRC checks, so a damaged read yields None rather than another id.
+
+A third mark, `forensic` (watermark_forensic_video, forensic_detect), goes on top of a protected video when a
+copy is handed out: the same 64-bit payload carrying a share link's id (a content_id_new id), in the LUMA, so
+the two content marks read exactly as before (the plane path changes only Y'; the BGR path adds one change to
+B, G and R, which leaves OpenCV's U = .49(B - Y) and V = .88(R - Y) where they were). It is the robust mark's
+method on another plane and key: a working size of short side 180 lines (blocks of 32x32 pixels at 720p, which
+ride through a downscale to 480 px and CRF 28-30), a step of 40 (PSNR of Y about 46 dB), and its own layout
+seed, so that a reader keyed for one mark sees the other's blocks as noise. The reader takes Y' straight from
+the planes of a plain yuv420p file, as it was written (see _luma). Marking a copy costs it one more H.264
+generation (CRF 18), which takes a little of the content marks' margin and none of what survives a re-encode.
 
 How the format works (imwatermark/dwtDctSvd.py): U plane -> one-level Haar DWT -> approximation band cut in
 4x4 blocks, in row-major order; block n carries payload bit n % 64 in its largest singular value s0 (of the
@@ -120,6 +131,7 @@ def payload_decode(bits) -> str | None:
 LIBRARY_SCALE = 36.0  # imwatermark's default scales=[0, 36, 0]: U plane only, step 36
 ROBUST_SCALE = 72.0  # our own mark: twice the step, for survival through rescale + H.264 (PSNR ~42.8 dB alone)
 WORK_SHORT_SIDE = 360  # robust mark: working size, short side in lines
+ROBUST_SEED = 0x5BD1E995  # robust mark: key of its block layout (_keyed_layout)
 MODES = ("library", "robust", "both")
 _POWER_STEPS = 8
 _GAP = 0.5  # power iteration is trusted where s1/s0 < _GAP is proven; exact SVD elsewhere
@@ -155,19 +167,29 @@ def _blocks(plane: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return stack, (rows, cols)
 
 
-def _robust_layout(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """For our own (robust) mark: the payload bit and the quantizer dither of each block, from a fixed hash of
-    the block's position. Spreading a bit's blocks over the whole frame, and shifting every block's lattice,
-    turns what a codec leaves of a flat area into unbiased noise instead of the same wrong vote from every
-    block of that area (which is what sinks the library's fixed row-major layout under strong compression)."""
+def _keyed_layout(rows: int, cols: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """For our own marks: the payload bit and the quantizer dither (0..1 of a step) of each block, from a hash
+    of the block's position and the mark's `seed`. Spreading a bit's blocks over the whole frame, and shifting
+    every block's lattice, turns what a codec leaves of a flat area into unbiased noise instead of the same
+    wrong vote from every block of that area (which is what sinks the library's fixed row-major layout under
+    strong compression). Two seeds give unrelated layouts, so a reader keyed for one mark sees the other as
+    noise."""
     r, c = np.meshgrid(np.arange(rows, dtype=np.uint32), np.arange(cols, dtype=np.uint32), indexing="ij")
-    h = (r.ravel() * np.uint32(0x9E3779B1)) ^ (c.ravel() * np.uint32(0x85EBCA77)) ^ np.uint32(0x5BD1E995)
+    h = (r.ravel() * np.uint32(0x9E3779B1)) ^ (c.ravel() * np.uint32(0x85EBCA77)) ^ np.uint32(seed)
     h ^= h >> np.uint32(15)
     h *= np.uint32(0x2C1B3C6D)
     h ^= h >> np.uint32(12)
     h *= np.uint32(0x297A2D39)
     h ^= h >> np.uint32(15)
     return (h % PAYLOAD_BITS).astype(np.intp), ((h >> np.uint32(8)) & np.uint32(0xFFFF)).astype(np.float32) / 65536
+
+
+def _layout(rows: int, cols: int, seed: int | None) -> tuple[np.ndarray, np.ndarray | float]:
+    """Payload bit and dither (in steps) of each block: the library's row-major layout with no dither when
+    `seed` is None, else the keyed one."""
+    if seed is None:
+        return np.arange(rows * cols) % PAYLOAD_BITS, 0.0
+    return _keyed_layout(rows, cols, seed)
 
 
 def _top_singular(stack: np.ndarray, *, vectors: bool):
@@ -196,11 +218,11 @@ def _top_singular(stack: np.ndarray, *, vectors: bool):
     return (s0, u, v) if vectors else s0
 
 
-def _plane_delta(plane: np.ndarray, bits: np.ndarray, scale: float, *, keyed: bool) -> np.ndarray:
+def _plane_delta(plane: np.ndarray, bits: np.ndarray, scale: float, *, seed: int | None) -> np.ndarray:
     """The change of `plane` (float32, same shape) that makes the reader see `bits` in it: in the library's
-    layout, or (`keyed`) in ours, with hashed bit positions and dithered lattices."""
+    layout (`seed` None), or in the keyed one of `seed`, with hashed bit positions and dithered lattices."""
     stack, (rows, cols) = _blocks(plane)
-    d_ca = _band_change(stack, rows, cols, bits, scale, keyed=keyed)
+    d_ca = _band_change(stack, rows, cols, bits, scale, seed=seed)
     # Inverse Haar with the detail bands unchanged: each approximation coefficient spreads as half of its
     # change over its 2x2 pixels.
     out = np.zeros(plane.shape[:2], dtype=np.float32)
@@ -209,15 +231,12 @@ def _plane_delta(plane: np.ndarray, bits: np.ndarray, scale: float, *, keyed: bo
 
 
 def _band_change(stack: np.ndarray, rows: int, cols: int, bits: np.ndarray, scale: float, *,
-                 keyed: bool) -> np.ndarray:
+                 seed: int | None) -> np.ndarray:
     """The change of the Haar approximation band (rows * 4 x cols * 4, float32) whose 4x4 blocks are `stack`
-    that makes the reader see `bits` in it."""
+    that makes the reader see `bits` in it, in the layout of `seed` (see _layout)."""
     s0, u, v = _top_singular(stack, vectors=True)
-    if keyed:
-        index, dither = _robust_layout(rows, cols)
-        dither *= scale
-    else:
-        index, dither = np.arange(s0.size) % PAYLOAD_BITS, 0
+    index, dither = _layout(rows, cols, seed)
+    dither = dither * scale
     wanted = bits[index].astype(np.float32)
     # The library moves s0 up to its period's point ((floor(s0/step) + 1/4 + bit/2) * step, a move of -9..+27
     # at step 36); its reader only looks at s0 mod step, so we move to the nearest point of the wanted lattice
@@ -253,32 +272,48 @@ def watermark_chroma(cb: np.ndarray, cr: np.ndarray, content_id: str, height: in
         band *= 2 * _CB_TO_U
         band += 256  # twice U, as the reader's band of the decoded frame
         stack = band.reshape(rows, 4, cols, 4).transpose(1, 3, 0, 2).reshape(4, 4, rows * cols)
-        d_band = _band_change(stack, rows, cols, bits, LIBRARY_SCALE, keyed=False)
+        d_band = _band_change(stack, rows, cols, bits, LIBRARY_SCALE, seed=None)
         change = np.zeros(cb.shape, dtype=np.float32)
         change[:rows * 4, :cols * 4] = d_band * (0.5 / _CB_TO_U)  # each of its 2x2 pixels moves half the change
         cb = cv2.add(cb, change, dtype=cv2.CV_8U)
     if mode in ("robust", "both"):
-        wh, ww = _work_size(height, width)
         v = cr.astype(np.float32)
         v -= 128
         v *= _CR_TO_V
         v += 128
-        if v.shape != (wh, ww):
-            shrink = wh < v.shape[0]
-            v = cv2.resize(v, (ww, wh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        d_v = _plane_delta(v, bits, ROBUST_SCALE, keyed=True)
-        if d_v.shape != cr.shape:
-            d_v = cv2.resize(d_v, (cr.shape[1], cr.shape[0]), interpolation=cv2.INTER_LINEAR)
+        v = _to_work(v, _work_size(height, width))
+        d_v = _work_delta(v, bits, ROBUST_SCALE, ROBUST_SEED, cr.shape)
         cr = cv2.add(cr, d_v * (1 / _CR_TO_V), dtype=cv2.CV_8U)
     return cb, cr
 
 
-def _work_size(height: int, width: int) -> tuple[int, int]:
+def _work_size(height: int, width: int, short_side: int = WORK_SHORT_SIDE) -> tuple[int, int]:
+    """The working size of a (height x width) frame: its short side brought down to `short_side` lines, so
+    that a mark's blocks cover the same share of the picture at any resolution (a rescaled copy is read at the
+    working size of its own shape)."""
     short = min(height, width)
-    if short <= WORK_SHORT_SIDE:
+    if short <= short_side:
         return height, width
-    ratio = WORK_SHORT_SIDE / short
+    ratio = short_side / short
     return max(16, round(height * ratio)), max(16, round(width * ratio))
+
+
+def _to_work(image: np.ndarray, work: tuple[int, int]) -> np.ndarray:
+    """`image` (a plane or a BGR frame) resized to `work` (rows, cols): area-averaged when it shrinks, as
+    readers and writers must agree on what a working-size pixel is."""
+    if image.shape[:2] == work:
+        return image
+    shrink = work[0] < image.shape[0]
+    return cv2.resize(image, (work[1], work[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _work_delta(plane: np.ndarray, bits: np.ndarray, scale: float, seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """The keyed mark's change of a working-size `plane`, brought to `shape` (the plane it is added to) as a
+    smooth upscaled residual, so that only the mark, not a resampled picture, is added to the full frame."""
+    delta = _plane_delta(plane, bits, scale, seed=seed)
+    if delta.shape != tuple(shape):
+        delta = cv2.resize(delta, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return delta
 
 
 def _bits_array(content_id: str) -> np.ndarray:
@@ -294,13 +329,11 @@ def watermark_frame(bgr: np.ndarray, content_id: str, *, mode: str = "both") -> 
     height, width = bgr.shape[:2]
     d_u = d_v = None
     if mode in ("library", "both"):
-        d_u = _plane_delta(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:, :, _U], bits, LIBRARY_SCALE, keyed=False)
+        d_u = _plane_delta(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:, :, _U], bits, LIBRARY_SCALE, seed=None)
     if mode in ("robust", "both"):
-        wh, ww = _work_size(height, width)
-        small = bgr if (wh, ww) == (height, width) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
-        d_v = _plane_delta(cv2.cvtColor(small, cv2.COLOR_BGR2YUV)[:, :, _V], bits, ROBUST_SCALE, keyed=True)
-        if (wh, ww) != (height, width):
-            d_v = cv2.resize(d_v, (width, height), interpolation=cv2.INTER_LINEAR)
+        small = _to_work(bgr, _work_size(height, width))
+        d_v = _work_delta(cv2.cvtColor(small, cv2.COLOR_BGR2YUV)[:, :, _V], bits, ROBUST_SCALE, ROBUST_SEED,
+                          (height, width))
     b, g, r = cv2.split(bgr)
     # cv2.add rounds to nearest and saturates into uint8 in one pass.
     if d_u is not None:
@@ -315,7 +348,7 @@ def watermark_frame(bgr: np.ndarray, content_id: str, *, mode: str = "both") -> 
 # --- reading ------------------------------------------------------------------------------------------
 
 
-def _plane_votes(plane: np.ndarray, scale: float, *, keyed: bool) -> tuple[np.ndarray, np.ndarray]:
+def _plane_votes(plane: np.ndarray, scale: float, *, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Per payload bit: the (soft) count of blocks voting 1, and the count of blocks read.
 
     The library's reader votes hard, 1 when s0 mod scale > scale/2; we weigh each block by how close s0 lies to
@@ -323,11 +356,8 @@ def _plane_votes(plane: np.ndarray, scale: float, *, keyed: bool) -> tuple[np.nd
     which agrees with the hard vote and lets a clean block count more than one the codec has half moved."""
     stack, (rows, cols) = _blocks(plane)
     s0 = _top_singular(stack, vectors=False)
-    if keyed:
-        index, dither = _robust_layout(rows, cols)
-        residue = np.mod(s0 / scale - dither, 1.0)
-    else:
-        index, residue = np.arange(s0.size) % PAYLOAD_BITS, np.mod(s0 / scale, 1.0)
+    index, dither = _layout(rows, cols, seed)
+    residue = np.mod(s0 / scale - dither, 1.0)
     ones = (1 + np.cos(2 * np.pi * (residue - 0.75))) * 0.5
     return (np.bincount(index, weights=ones, minlength=PAYLOAD_BITS),
             np.bincount(index, minlength=PAYLOAD_BITS).astype(np.float64))
@@ -337,10 +367,9 @@ def _frame_votes(bgr: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Block votes of one frame for each mark: 'library' (U, own size) and 'robust' (V, working size)."""
     _check_frame(bgr)
     height, width = bgr.shape[:2]
-    votes = {"library": _plane_votes(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:, :, _U], LIBRARY_SCALE, keyed=False)}
-    wh, ww = _work_size(height, width)
-    small = bgr if (wh, ww) == (height, width) else cv2.resize(bgr, (ww, wh), interpolation=cv2.INTER_AREA)
-    votes["robust"] = _plane_votes(cv2.cvtColor(small, cv2.COLOR_BGR2YUV)[:, :, _V], ROBUST_SCALE, keyed=True)
+    votes = {"library": _plane_votes(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:, :, _U], LIBRARY_SCALE, seed=None)}
+    small = _to_work(bgr, _work_size(height, width))
+    votes["robust"] = _plane_votes(cv2.cvtColor(small, cv2.COLOR_BGR2YUV)[:, :, _V], ROBUST_SCALE, seed=ROBUST_SEED)
     return votes
 
 
@@ -367,6 +396,100 @@ def watermark_read(bgr: np.ndarray) -> tuple[str | None, float]:
     votes = _frame_votes(bgr)
     content_id, confidence, _mark = _decide({name: ones / np.maximum(seen, 1) for name, (ones, seen) in votes.items()})
     return content_id, round(confidence, 4)
+
+
+# --- the forensic mark ------------------------------------------------------------------------------
+
+FORENSIC_SCALE = 40.0  # forensic mark: quantizer step of s0 (Y PSNR ~46.4 dB alone)
+FORENSIC_SHORT_SIDE = 180  # forensic mark: working size, short side in lines
+FORENSIC_SEED = 0x27D4EB2F  # forensic mark: key of its block layout, unrelated to ROBUST_SEED's
+# Per level of limited-range Y' (BT.601, 219 levels from black to white), OpenCV's Y of the decoded frame moves
+# 255/219 levels.
+_LUMA_TO_Y = 255 / 219
+# Offsets of the whole luma (levels of OpenCV's Y) the forensic reader takes back before reading, keeping the one
+# whose bits agree best. A conversion through RGB moves all of luma by a level or two (ffmpeg's yuv420p -> BGR by
+# about -1.3, its BGR -> yuv420p by about -0.5), and s0 of a smooth block (8 times its mean Y) by 8 times that: a
+# fifth of FORENSIC_SCALE per level, which loses the read. An offset of FORENSIC_SCALE / 8 levels (5) brings
+# every smooth block back onto its lattice, and half of that inverts every bit (|2f - 1| cannot tell the two
+# apart), so one period is searched, a twentieth of it apart (at most 2.5% of a step off), and the best offset's
+# bits and their inverse get a CRC check: a false accept stays at 2 * 2**-24 a call.
+_FORENSIC_OFFSETS = tuple(float(offset) for offset in (np.arange(20) / 20 - 0.5) * (FORENSIC_SCALE / 8))
+
+
+def _luma(frame: np.ndarray) -> np.ndarray:
+    """OpenCV's Y (float32) of a BGR frame (BGR2GRAY: the weights of BGR2YUV's Y), or of a Y' plane (2-D uint8,
+    BT.601 limited range) as the decoded frame has it: (Y' - 16) * 255/219. The reader takes it from the plane
+    itself where it can: ffmpeg's conversion to BGR offsets luma by -1.3 levels on average (which
+    _FORENSIC_OFFSETS takes back) but by 0.4 levels more or less from pixel to pixel (which nothing does)."""
+    if frame.ndim == 2:
+        y = frame.astype(np.float32)
+        y -= 16
+        y *= _LUMA_TO_Y
+        return y
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+def _forensic_delta(y: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """The forensic mark's change of a Y plane (float32, OpenCV's Y scale), at the plane's own size."""
+    work = _to_work(y, _work_size(*y.shape, FORENSIC_SHORT_SIDE))
+    return _work_delta(work, bits, FORENSIC_SCALE, FORENSIC_SEED, y.shape)
+
+
+def _forensic_luma_bits(y: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """The Y' plane (uint8, limited range) of a BT.601 yuv420p frame with `bits` as the forensic mark; Cb and Cr
+    need no change."""
+    return cv2.add(y, _forensic_delta(_luma(y), bits) * (1 / _LUMA_TO_Y), dtype=cv2.CV_8U)
+
+
+def _forensic_frame_bits(bgr: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """`bgr` with `bits` as the forensic mark. The same change is added to B, G and R, which moves OpenCV's Y
+    by that change and its U and V (B - Y, R - Y) not at all, so the content marks read as before."""
+    d_y = _forensic_delta(_luma(bgr), bits)
+    return cv2.add(bgr, cv2.merge([d_y, d_y, d_y]), dtype=cv2.CV_8U)
+
+
+def forensic_frame(bgr: np.ndarray, mark_id: str) -> np.ndarray:
+    """`bgr` (HxWx3 uint8) with the forensic mark of `mark_id` in its luma (see module doc)."""
+    _check_frame(bgr)
+    return _forensic_frame_bits(bgr, _bits_array(mark_id))
+
+
+def _forensic_votes(frame: np.ndarray) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """Block votes of one frame (BGR, or the Y' plane of a plain yuv420p frame; see _luma) for the forensic
+    mark, read in its Y at the forensic working size of the frame's own shape, once for each of
+    _FORENSIC_OFFSETS taken back."""
+    if frame.ndim == 3:
+        _check_frame(frame)
+    y = _luma(frame)
+    y = _to_work(y, _work_size(*y.shape, FORENSIC_SHORT_SIDE))
+    return {offset: _plane_votes(y - offset, FORENSIC_SCALE, seed=FORENSIC_SEED) for offset in _FORENSIC_OFFSETS}
+
+
+def _forensic_decide(fractions: dict[float, np.ndarray]) -> tuple[str | None, float, float]:
+    """The mark id (None unless the CRC checks), bit agreement and luma offset of the offset whose bits agree
+    best (mean |2f - 1|: about 0.1 to 0.2 for an unmarked picture, 0.8 and more for a marked one). Its bits are
+    tried as read and inverted, the inverse being what the offset half a period away reads. The inverse of a valid
+    word is never valid (the CRC's linear part maps forty 1 bits to 0x83CF34, not to twenty-four), so a clean
+    read passes at most one of the two checks and cannot name another id."""
+    agreement = {offset: float(np.mean(np.abs(2 * fraction - 1))) for offset, fraction in fractions.items()}
+    offset = max(agreement, key=agreement.get)
+    bits = (fractions[offset] > 0.5).astype(int)
+    mark_id = payload_decode(bits)
+    found_at = offset
+    if mark_id is None:
+        mark_id = payload_decode(1 - bits)
+        if mark_id is not None:
+            half = FORENSIC_SCALE / 16
+            found_at = offset - half if offset >= 0 else offset + half
+    return mark_id, agreement[offset], found_at
+
+
+def forensic_read(bgr: np.ndarray) -> tuple[str | None, float]:
+    """The forensic mark id in one frame and the bit agreement of the read, or (None, agreement)."""
+    votes = _forensic_votes(bgr)
+    mark_id, agreement, _offset = _forensic_decide({offset: ones / np.maximum(seen, 1)
+                                                    for offset, (ones, seen) in votes.items()})
+    return mark_id, round(agreement, 4)
 
 
 # --- files --------------------------------------------------------------------------------------------
@@ -480,23 +603,48 @@ def _opencv_threads(count: int | None):
         cv2.setNumThreads(before)
 
 
-def _mark_bgr(frame: np.ndarray, content_id: str, *, mode: str) -> bytes:
-    return watermark_frame(frame, content_id, mode=mode).tobytes()
+def _mark_bgr(frame: np.ndarray, content_id: str, *, mode: str) -> tuple[bytes, None]:
+    return watermark_frame(frame, content_id, mode=mode).tobytes(), None
 
 
-def _mark_planes(frame: np.ndarray, content_id: str, *, mode: str, width: int, height: int) -> bytes:
-    """One yuv420p frame (flat: Y, Cb, Cr) marked in its chroma planes; the luma is left as it is."""
+def _split_planes(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Y, Cb and Cr planes of one flat yuv420p frame, as views."""
     luma, chroma = width * height, (width // 2) * (height // 2)
-    cb = frame[luma:luma + chroma].reshape(height // 2, width // 2)
-    cr = frame[luma + chroma:].reshape(height // 2, width // 2)
+    return (frame[:luma].reshape(height, width), frame[luma:luma + chroma].reshape(height // 2, width // 2),
+            frame[luma + chroma:].reshape(height // 2, width // 2))
+
+
+def _mark_planes(frame: np.ndarray, content_id: str, *, mode: str, width: int, height: int) -> tuple[bytes, None]:
+    """One yuv420p frame (flat: Y, Cb, Cr) marked in its chroma planes; the luma is left as it is."""
+    y, cb, cr = _split_planes(frame, width, height)
     cb, cr = watermark_chroma(cb, cr, content_id, height, width, mode=mode)
-    return b"".join((frame[:luma].tobytes(), cb.tobytes(), cr.tobytes()))
+    return b"".join((y.tobytes(), cb.tobytes(), cr.tobytes())), None
 
 
-def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "both") -> dict:
-    """Mark every frame of a video: decode with ffmpeg as raw BGR, mark, encode H.264 yuv420p (+faststart),
-    copying the audio and subtitle streams untouched (a composed video's soft subtitles stay in the file).
-    Returns what was done, for the content record."""
+def _forensic_bgr(frame: np.ndarray, bits: np.ndarray) -> tuple[bytes, float]:
+    """One BGR frame with the forensic mark, and the sum of squares of its Y' change (for the PSNR)."""
+    marked = _forensic_frame_bits(frame, bits)
+    d_y = cv2.cvtColor(cv2.absdiff(marked, frame), cv2.COLOR_BGR2GRAY).astype(np.float32) * (1 / _LUMA_TO_Y)
+    return marked.tobytes(), float(cv2.norm(d_y, cv2.NORM_L2SQR))
+
+
+def _forensic_planes(frame: np.ndarray, bits: np.ndarray, *, width: int, height: int) -> tuple[bytes, float]:
+    """One yuv420p frame with the forensic mark in its Y plane (Cb and Cr as they are), and the sum of squares
+    of the Y' change."""
+    y, cb, cr = _split_planes(frame, width, height)
+    marked = _forensic_luma_bits(y, bits)
+    return b"".join((marked.tobytes(), cb.tobytes(), cr.tobytes())), float(cv2.norm(marked, y, cv2.NORM_L2SQR))
+
+
+def _mark_video(src, dst, mark_planes, mark_bgr, *, crf: int, vf: str | None = None) -> dict:
+    """Decode `src`, mark every frame, encode H.264 yuv420p (+faststart) to `dst`, copying the audio and subtitle
+    streams untouched (a composed video's soft subtitles stay in the file). The one encode loop of both the
+    content mark and the forensic mark, which differ only in what they do to a frame.
+
+    `mark_planes(frame, width=, height=)` marks a flat yuv420p frame, `mark_bgr(frame)` a BGR one; each returns
+    the frame's bytes and the sum of squares of its luma change (None when not measured). `vf`: an ffmpeg
+    filter applied to the decoded frames before they are marked (a share copy's visible line). Returns frames,
+    width, height, crf, planes, seconds, fps_processed and squared (the summed luma change, or None)."""
     import time
 
     from config.media import VIDEO_PRESET
@@ -506,19 +654,17 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
     width, height = info["width"], info["height"]
     if width % 2 or height % 2:
         raise WatermarkError(f"{src.name} is {width}x{height}: H.264 yuv420p needs even sides")
-    bits_check = payload_bits(content_id)  # fail early on a bad id
     started = time.perf_counter()
-    # Our own compose output (and any plain BT.601 yuv420p video) is marked in its chroma planes; anything
-    # else through BGR, which ffmpeg converts with the stream's own colour tags.
+    # Our own compose output (and any plain BT.601 yuv420p video) is marked in its own planes; anything else
+    # through BGR, which ffmpeg converts with the stream's own colour tags.
     pix_fmt = "yuv420p" if _plain_yuv420(src) else "bgr24"
-    mark = (functools.partial(_mark_planes, width=width, height=height) if pix_fmt == "yuv420p"
-            else _mark_bgr)
+    mark = functools.partial(mark_planes, width=width, height=height) if pix_fmt == "yuv420p" else mark_bgr
     args = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-framerate", _rate_arg(info["fps"]),
             "-i", "-", "-i", str(src), "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
             "-c:v", "libx264", "-preset", VIDEO_PRESET, "-crf", str(crf), "-pix_fmt", "yuv420p",
             "-c:a", "copy", "-c:s", "copy", "-movflags", "+faststart", str(dst)]
-    count = 0
+    count, squared = 0, 0.0
     workers = max(1, min(MARK_THREADS, os.cpu_count() or 1))
     with tempfile.TemporaryFile() as errors, _opencv_threads(1 if workers > 1 else None), \
             ThreadPoolExecutor(workers, thread_name_prefix="mark") as pool:
@@ -526,15 +672,21 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
             # Frames are marked on `workers` threads (OpenCV and NumPy release the GIL for most of the work)
             # and written in order; at most MARK_WINDOW frames are in flight, so memory stays bounded.
             pending: deque = deque()
+
+            def write_oldest() -> None:
+                nonlocal count, squared
+                data, change = pending.popleft().result()
+                encoder.stdin.write(data)
+                count += 1
+                squared = None if change is None or squared is None else squared + change
+
             try:
-                for frame in _frames(src, width, height, pix_fmt=pix_fmt):
-                    pending.append(pool.submit(mark, frame, content_id, mode=mode))
+                for frame in _frames(src, width, height, pix_fmt=pix_fmt, vf=vf):
+                    pending.append(pool.submit(mark, frame))
                     if len(pending) >= MARK_WINDOW:
-                        encoder.stdin.write(pending.popleft().result())
-                        count += 1
+                        write_oldest()
                 while pending:
-                    encoder.stdin.write(pending.popleft().result())
-                    count += 1
+                    write_oldest()
             except BrokenPipeError:
                 pass
             finally:
@@ -550,10 +702,75 @@ def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "bo
     if count == 0:
         raise WatermarkError(f"{src.name} has no frames")
     elapsed = time.perf_counter() - started
+    return {"frames": count, "width": width, "height": height, "crf": crf, "planes": pix_fmt,
+            "seconds": round(elapsed, 3), "fps_processed": round(count / elapsed, 2) if elapsed else None,
+            "squared": squared}
+
+
+def watermark_video(src, dst, content_id: str, *, crf: int = 18, mode: str = "both") -> dict:
+    """Mark every frame of a video with the content id (see _mark_video for the decode and encode).
+    Returns what was done, for the content record."""
+    bits_check = payload_bits(content_id)  # fail early on a bad id
+    summary = _mark_video(src, dst, functools.partial(_mark_planes, content_id=content_id, mode=mode),
+                          functools.partial(_mark_bgr, content_id=content_id, mode=mode), crf=crf)
+    del summary["squared"]
     return {"content_id": content_id, "method": "dwtDctSvd", "mode": mode, "payload_bits": len(bits_check),
-            "frames": count, "width": width, "height": height, "crf": crf, "planes": pix_fmt,
-            "seconds": round(elapsed, 3),
-            "fps_processed": round(count / elapsed, 2) if elapsed else None}
+            **summary}
+
+
+def watermark_forensic_video(src, dst, mark_id: str, *, crf: int = 18, vf: str | None = None) -> dict:
+    """Add the forensic mark of `mark_id` (a share link's id, from content_id_new) to every frame of an
+    already protected video, leaving its content marks readable: only luma changes, so the chroma the content
+    readers look at is the source's (up to one more H.264 generation at `crf`).
+
+    Returns mark_id, frames, seconds, psnr (dB, of the Y plane of the marked frames against the decoded source
+    frames, before encoding: the mark's own cost, not the codec's) and the encode's details. `vf` is drawn on
+    the frames first (e.g. a visible "DRAFT" line, ffmpeg's drawtext), so the forensic mark covers it too."""
+    bits = _bits_array(mark_id)  # fail early on a bad id
+    summary = _mark_video(src, dst, functools.partial(_forensic_planes, bits=bits),
+                          functools.partial(_forensic_bgr, bits=bits), crf=crf, vf=vf)
+    squared = summary.pop("squared")
+    samples = summary["frames"] * summary["width"] * summary["height"]
+    psnr = round(float(10 * np.log10(255.0 ** 2 * samples / squared)), 2) if squared else None
+    return {"mark_id": mark_id, "method": "dwtDctSvd-luma", "payload_bits": PAYLOAD_BITS, **summary,
+            "psnr": psnr}
+
+
+def _detect_frames(path: Path, max_frames: int, *, luma: bool = False):
+    """The frames a detector reads, as BGR: an image's one, or up to `max_frames` spread evenly over a video (a
+    copy cut short or with a replaced stretch still offers most of them). With `luma`, a plain yuv420p video's
+    frames come as their Y' planes instead (2-D uint8), as the forensic mark was written (see _luma)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return [_read_image(path)]
+    info = _video_info(path)
+    width, height = info["width"], info["height"]
+    total = round((info.get("duration_s") or 0) * (info.get("fps") or 0))
+    step = max(1, total // max(1, max_frames))
+    vf = f"select='not(mod(n\\,{step}))'" if step > 1 else None
+    if luma and _plain_yuv420(path):
+        return (frame[:width * height].reshape(height, width)
+                for frame in _frames(path, width, height, vf=vf, limit=max_frames, pix_fmt="yuv420p"))
+    return _frames(path, width, height, vf=vf, limit=max_frames)
+
+
+def _pooled_votes(frames, frame_votes) -> tuple[dict, dict, int]:
+    """Block votes of `frames` summed per mark and per bit before any decision, as `frame_votes(frame)` gives
+    them ({mark: (ones, seen)}): a bit too weak in every single frame is still read from their sum. Returns
+    each mark's fraction of blocks voting 1, each mark's count of frames whose own majority voted 1, and the
+    number of frames read."""
+    totals: dict[str, list[np.ndarray]] = {}
+    frame_ones: dict[str, np.ndarray] = {}
+    read = 0
+    for frame in frames:
+        for name, (ones, seen) in frame_votes(frame).items():
+            total_ones, total_seen = totals.setdefault(name, [np.zeros(PAYLOAD_BITS), np.zeros(PAYLOAD_BITS)])
+            total_ones += ones
+            total_seen += seen
+            frame_ones.setdefault(name, np.zeros(PAYLOAD_BITS, dtype=int))
+            frame_ones[name] += (ones / np.maximum(seen, 1) > 0.5)
+        read += 1
+    fractions = {name: ones / np.maximum(seen, 1) for name, (ones, seen) in totals.items()}
+    return fractions, frame_ones, read
 
 
 def watermark_detect(path, *, max_frames: int = 12) -> dict:
@@ -563,32 +780,30 @@ def watermark_detect(path, *, max_frames: int = 12) -> dict:
     Returns content_id (None when no CRC checks), confidence (mean bit agreement of the accepted read, 0..1),
     frames_read, votes (per payload bit, how many of the frames read voted 1, in the mark that decided) and mark.
     """
-    path = Path(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        frames = [_read_image(path)]
-    else:
-        info = _video_info(path)
-        total = round((info.get("duration_s") or 0) * (info.get("fps") or 0))
-        step = max(1, total // max(1, max_frames))
-        vf = f"select='not(mod(n\\,{step}))'" if step > 1 else None
-        frames = _frames(path, info["width"], info["height"], vf=vf, limit=max_frames)
-    totals: dict[str, list[np.ndarray]] = {}
-    frame_ones: dict[str, np.ndarray] = {}
-    read = 0
-    for frame in frames:
-        for name, (ones, seen) in _frame_votes(frame).items():
-            total_ones, total_seen = totals.setdefault(name, [np.zeros(PAYLOAD_BITS), np.zeros(PAYLOAD_BITS)])
-            total_ones += ones
-            total_seen += seen
-            frame_ones.setdefault(name, np.zeros(PAYLOAD_BITS, dtype=int))
-            frame_ones[name] += (ones / np.maximum(seen, 1) > 0.5)
-        read += 1
+    fractions, frame_ones, read = _pooled_votes(_detect_frames(Path(path), max_frames), _frame_votes)
     if not read:
         return {"content_id": None, "confidence": 0.0, "frames_read": 0, "votes": [], "mark": "none"}
-    fractions = {name: ones / np.maximum(seen, 1) for name, (ones, seen) in totals.items()}
     content_id, confidence, mark = _decide(fractions)
     votes = frame_ones["library" if mark in ("pooled", "none") else mark]
     if mark == "pooled":
         votes = (frame_ones["library"] + frame_ones["robust"]) // 2
     return {"content_id": content_id, "confidence": round(confidence, 4), "frames_read": read,
             "votes": [int(v) for v in votes], "mark": mark}
+
+
+def forensic_detect(path, *, max_frames: int = 12) -> dict:
+    """Read the forensic mark (the share link's id) of an image or video file, pooling the block votes of up to
+    `max_frames` frames spread over it, as watermark_detect does, at the luma offset that reads best (see
+    _FORENSIC_OFFSETS). A copy with no forensic mark (or a damaged one) reads None; two CRC checks on the
+    pooled bits accept a wrong id with probability 2**-23.
+
+    Returns mark_id (None when the CRC does not check), confidence (mean bit agreement |2f - 1| of the pooled
+    read, 0..1), frames_read and luma_offset (the offset of the whole luma the read took back, in levels, modulo
+    FORENSIC_SCALE / 8: about 0 for our own copies, a level or two for a copy that went through RGB)."""
+    fractions, _frame_ones, read = _pooled_votes(_detect_frames(Path(path), max_frames, luma=True),
+                                                 _forensic_votes)
+    if not read:
+        return {"mark_id": None, "confidence": 0.0, "frames_read": 0, "luma_offset": 0.0}
+    mark_id, agreement, offset = _forensic_decide(fractions)
+    return {"mark_id": mark_id, "confidence": round(agreement, 4), "frames_read": read,
+            "luma_offset": round(offset, 2)}
