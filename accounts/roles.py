@@ -20,7 +20,9 @@ SCOPES: dict[str, str] = {
     "template:write": "Create and change generation templates",
     "job:read": "List and read jobs and their outputs",
     "job:create": "Start, edit, retry and cancel jobs",
-    "job:approve": "Approve jobs waiting for review",
+    "job:approve": "Approve jobs waiting for review, or request changes",
+    "review:comment": "Comment on job versions, resolve and reopen comments",
+    "share:manage": "Create and revoke share links, read their access logs, trace leaked copies",
     "rights:read": "Read content records and registrations",
     "rights:register": "Protect and register content",
     "billing:read": "See spend and budgets",
@@ -42,9 +44,10 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(SCOPES),
     Role.ADMIN: frozenset(SCOPES) - {"org:manage"},
     Role.PRODUCER: frozenset(
-        _READ | {"project:write", "template:write", "job:create", "rights:register", "billing:read"}
+        _READ | {"project:write", "template:write", "job:create", "rights:register", "billing:read", "review:comment",
+                 "share:manage"}
     ),
-    Role.REVIEWER: frozenset(_READ | {"job:approve"}),
+    Role.REVIEWER: frozenset(_READ | {"job:approve", "review:comment"}),
     Role.VIEWER: frozenset(_READ),
 }
 

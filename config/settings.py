@@ -416,6 +416,10 @@ API_RATE_LIMITS = {
     "anonymous": env("API_RATE_ANON", "120/min"),
     "verify": env("API_RATE_VERIFY", "30/min"),
 }
+# Review and delivery (generation/review.py): how long a comment's author may edit it, and how many passphrase
+# tries a share link takes from one address (every try counts; over it, 429 with Retry-After).
+COMMENT_EDIT_WINDOW_S = int(env("COMMENT_EDIT_WINDOW_S", "900"))
+SHARE_PASSPHRASE_CHECK_RATE = env("SHARE_PASSPHRASE_CHECK_RATE", "5/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.api.authentication.ApiKeyAuthentication",

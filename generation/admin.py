@@ -5,7 +5,19 @@ from django.contrib import admin, messages
 from accounts.admin import AuditedAdmin, operator
 from config.errors import DomainError
 from generation import services
-from generation.models import GenerationPolicy, Job, JobEvent, ProviderCredential, Step, Webhook, WebhookDelivery
+from generation.models import (
+    Comment,
+    GenerationPolicy,
+    Job,
+    JobEvent,
+    JobVersion,
+    ProviderCredential,
+    ShareAccess,
+    ShareLink,
+    Step,
+    Webhook,
+    WebhookDelivery,
+)
 from generation.provider_settings import provider_settings_clean
 
 
@@ -128,4 +140,54 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "event"]
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(AuditedAdmin):
+    """Review records are made through the portal and the API; operators read them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(JobVersion)
+class JobVersionAdmin(ReadOnlyAdmin):
+    list_display = ["job", "number", "organization", "restored_from", "created_by", "created_at"]
+    list_select_related = ["job", "organization", "created_by"]
+    search_fields = ["job__id", "organization__slug"]
+
+
+@admin.register(Comment)
+class CommentAdmin(ReadOnlyAdmin):
+    list_display = ["job", "version", "author_name", "frame", "shot", "resolved_at", "created_at"]
+    list_select_related = ["job", "version"]
+    search_fields = ["job__id", "author_name", "author_email"]
+
+
+class ShareAccessInline(admin.TabularInline):
+    model = ShareAccess
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["action", "ip", "user_agent", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(AuditedAdmin):
+    """The token and passphrase are stored hashed and never shown; an operator can revoke a link."""
+
+    list_display = ["recipient", "job", "organization", "token_prefix", "expires_at", "revoked_at", "created_at"]
+    list_select_related = ["job", "organization"]
+    search_fields = ["recipient", "token_prefix", "mark_id", "job__id"]
+    readonly_fields = ["organization", "job", "version", "recipient", "token_prefix", "mark_id", "expires_at",
+                       "allow_download", "allow_comments", "visible_watermark", "created_by", "created_at"]
+    fields = ["revoked_at", *readonly_fields]
+    inlines = [ShareAccessInline]
+
+    def has_add_permission(self, request):
         return False

@@ -12,6 +12,16 @@ class GenerationErrors(ErrorCode):
     STORYBOARD_NOT_READY = "storyboard_not_ready", 409, "The storyboard is not ready yet."
     NOT_AWAITING_APPROVAL = "not_awaiting_approval", 409, "The job is not waiting for approval."
     RIGHTS_HOLD = "rights_hold", 409, "Held for a possible infringement: an operator must release it."
+    # Review and delivery (versions, comments, decisions, share links).
+    NOT_A_REVIEWER = "not_a_reviewer", 403, "Reviewers are assigned to this job and you are not one of them."
+    VERSION_NOT_CURRENT = "version_not_current", 409, "Only the job's current version can be approved or rejected."
+    NO_VERSION = "no_version", 409, "The job has no composed version yet."
+    COMMENT_EDIT_CLOSED = "comment_edit_closed", 409, "Comments can be edited by their author for a short while only."
+    SHARE_LINK_GONE = "share_link_gone", 410, "The share link expired or was revoked."
+    SHARE_PASSPHRASE = "share_passphrase", 403, "The share link needs its passphrase (or it was wrong)."
+    SHARE_THROTTLED = "share_throttled", 429, "Too many wrong passphrases: wait, then try again."
+    SHARE_NOT_ALLOWED = "share_not_allowed", 403, "The share link does not allow this (download or comments)."
+    SHARE_NOT_READY = "share_not_ready", 409, "The shared version has no video yet."
     # Budgets and content policy.
     BUDGET_EXCEEDED = "budget_exceeded", 402, "Over the organization's monthly or the member's daily budget."
     CONTENT_REFUSED = "content_refused", 422, "The content policy refused the text (a blocked term, or moderation)."

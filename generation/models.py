@@ -31,6 +31,7 @@ class JobStatus(models.TextChoices):
     COMPOSING = "composing"
     REVIEWING = "reviewing"
     AWAITING_APPROVAL = "awaiting_approval"
+    CHANGES_REQUESTED = "changes_requested"
     PROTECTING = "protecting"
     REGISTERING = "registering"
     COMPLETED = "completed"
@@ -106,6 +107,8 @@ class Job(TenantModel):
     error = models.JSONField(null=True, blank=True)
     output = models.JSONField(default=dict, blank=True, help_text="video and thumbnail artifact ids, metadata")
     shot_edits = models.JSONField(default=dict, blank=True, help_text="Edits of storyboard shots by number")
+    pending_changes = models.JSONField(default=list, blank=True, help_text="Shot edits and regenerations since "
+                                       "the last version, for the next version's change list")
     review = models.JSONField(default=list, blank=True, help_text="Automatic review checks")
     rights_hold = models.JSONField(default=dict, blank=True, help_text="Possible infringement found before "
                                    "registering: the matches, and when an operator cleared them")
@@ -263,3 +266,180 @@ class WebhookDelivery(TenantModel):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+# --- review and delivery: versions, comments, decisions, share links -------------------------------
+
+
+class JobVersion(TenantModel):
+    """A composed output of a job, numbered from 1 and kept: every compose that made another video (a shot
+    edited or regenerated), and every restore of an earlier version (a new number, the same files)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="+",
+                                 help_text="The composed video; its protected copy is the version's content")
+    changes = models.JSONField(default=list, blank=True,
+                               help_text="What changed since the previous version: shot, change, by")
+    restored_from = models.PositiveIntegerField(null=True, blank=True)
+    shot_edits = models.JSONField(default=dict, blank=True, help_text="The job's shot edits as this version had them")
+    regenerations = models.JSONField(default=dict, blank=True, help_text="Frame and clip regeneration counters")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job_id", "-number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="one_version_number_per_job")]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+
+class JobReviewer(TenantModel):
+    """A member assigned to review a job: with a template's approval rule `all`, each must approve."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="reviewers")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "user"], name="one_assignment_per_reviewer")]
+
+
+class ReviewOutcome(models.TextChoices):
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+
+
+class ReviewDecision(TenantModel):
+    """One reviewer's outcome for one version; the latest per reviewer and version counts."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="decisions")
+    version = models.ForeignKey(JobVersion, on_delete=models.CASCADE, related_name="decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    reviewer_name = models.CharField(max_length=200, blank=True, help_text="Kept if the user goes")
+    outcome = models.CharField(max_length=20, choices=ReviewOutcome.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+
+
+class ShareLink(TenantModel):
+    """A link for someone without an account to one version of one job (or its current version). The
+    token is shown once and stored hashed; `mark_id` is the forensic watermark of the copies it serves."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="share_links")
+    version = models.ForeignKey(JobVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                help_text="Empty: the job's current version")
+    recipient = models.CharField(max_length=200, help_text="Who it is for, e.g. a client's name")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(max_length=12, editable=False)
+    mark_id = models.CharField(max_length=16, unique=True, editable=False,
+                               help_text="Carried by the forensic watermark of every copy it serves")
+    passphrase_hash = models.CharField(max_length=200, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allow_download = models.BooleanField(default=False)
+    allow_comments = models.BooleanField(default=True)
+    visible_watermark = models.BooleanField(default=True, help_text="'DRAFT - <recipient>' drawn on the picture")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.recipient} ({self.token_prefix}…)"
+
+
+class Comment(TenantModel):
+    """A comment on a version, pinned to a frame (or a range of frames), optionally to a shot and a drawn
+    region; a reply has a parent. By a member, or by a share link's guest (name and email, no account)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="comments")
+    version = models.ForeignKey(JobVersion, on_delete=models.CASCADE, related_name="comments")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    author_name = models.CharField(max_length=200, blank=True)
+    author_email = models.EmailField(blank=True)
+    share_link = models.ForeignKey(ShareLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField(max_length=4000)
+    frame = models.PositiveIntegerField(null=True, blank=True, help_text="At the job's fps, from 0")
+    frame_end = models.PositiveIntegerField(null=True, blank=True)
+    shot = models.PositiveSmallIntegerField(null=True, blank=True)
+    region = models.JSONField(null=True, blank=True, help_text="Normalized rectangle or freehand points")
+    mentions = models.JSONField(default=list, blank=True, help_text="Emails of the members mentioned")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["job", "created_at"], name="comment_job_created")]
+
+
+class ShareCopy(TenantModel):
+    """The file a share link serves for one version: the protected video with the link's forensic mark
+    (and its visible watermark when asked), made once per link and version."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    link = models.ForeignKey(ShareLink, on_delete=models.CASCADE, related_name="copies")
+    version = models.ForeignKey(JobVersion, on_delete=models.CASCADE, related_name="+")
+    file = models.FileField(upload_to="shares/%Y/%m/", max_length=300)
+    sha256 = models.CharField(max_length=64)
+    seconds = models.FloatField(default=0, help_text="What making it took")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "version"], name="one_copy_per_link_version")]
+
+
+class ShareAction(models.TextChoices):
+    VIEW = "view"
+    DOWNLOAD = "download"
+    COMMENT = "comment"
+    PASSPHRASE_FAILED = "passphrase_failed"
+
+
+class ShareAccess(TenantModel):
+    """Every view, download and comment through a link, and every wrong passphrase."""
+
+    id = models.BigAutoField(primary_key=True)
+    link = models.ForeignKey(ShareLink, on_delete=models.CASCADE, related_name="accesses")
+    action = models.CharField(max_length=20, choices=ShareAction.choices)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["link", "-id"], name="shareaccess_link")]
+
+
+class Notification(TenantModel):
+    """A message for one member in the portal (and by email): a version awaits their review, a comment or
+    an outcome on a job they produced."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32)
+    message = models.CharField(max_length=300)
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "read_at"], name="notification_unread")]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record
 from accounts.models import Organization
 from config.errors import Conflict, DomainError, NotFound
-from generation import events
+from generation import events, review
 from generation.budgets import budget_check
 from generation.error_codes import GenerationErrors
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, Step, StepStatus
@@ -219,14 +219,15 @@ def _editable(job: Job) -> None:
         raise Conflict("The storyboard is not ready yet.", code=GenerationErrors.STORYBOARD_NOT_READY)
 
 
-def _rerun_from_shots(job: Job) -> None:
+def rerun_from_shots(job: Job) -> None:
     """Put every shot and later step back to blocked; digests decide what really reruns."""
     stages = [Stage.FRAME, Stage.CLIP, Stage.COMPOSE, Stage.REVIEW, Stage.PROTECT, Stage.REGISTER]
     job.steps.filter(stage__in=stages).update(status=StepStatus.BLOCKED, attempts=0, provider_index=0, error=None,
                                               available_at=None, lease_owner="", lease_expires_at=None)
     job.status, job.error, job.finished_at, job.approved_at, job.approved_by = (
         JobStatus.IMAGE_GENERATION, None, None, None, None)
-    job.save(update_fields=["status", "error", "finished_at", "approved_at", "approved_by", "shot_edits"])
+    job.save(update_fields=["status", "error", "finished_at", "approved_at", "approved_by", "shot_edits",
+                            "pending_changes"])
     transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
 
 
@@ -258,7 +259,9 @@ def shot_edit(*, job: Job, number: int, changes: dict, actor: Actor) -> Job:
                                                             f"{changes.get('dialogue', '')}"})
     before = dict(job.shot_edits.get(str(number), {}))
     job.shot_edits = {**job.shot_edits, str(number): {**before, **changes}}
-    _rerun_from_shots(job)
+    review.change_note(job, {"shot": number, "change": "edited", "fields": sorted(changes), "by": _who(actor),
+                             "user": _user_pk(actor)})
+    rerun_from_shots(job)
     audit_record(actor=actor, action="job.shot_edit", target=job, before={str(number): before},
                  after={str(number): job.shot_edits[str(number)]})
     events.job_event(job, "shot.edited", {"shot": number, "changes": changes})
@@ -273,27 +276,53 @@ def shot_regenerate(*, job: Job, number: int, actor: Actor) -> Job:
         step = _shot_step(job, stage, number)
         step.regeneration += 1
         step.save(update_fields=["regeneration"])
-    _rerun_from_shots(job)
+    review.change_note(job, {"shot": number, "change": "regenerated", "by": _who(actor), "user": _user_pk(actor)})
+    rerun_from_shots(job)
     audit_record(actor=actor, action="job.shot_regenerate", target=job, after={"shot": number})
     events.job_event(job, "shot.regenerating", {"shot": number})
     return job
 
 
+def _who(actor: Actor) -> str:
+    if actor.user is not None and actor.user.is_authenticated:
+        return actor.user.email
+    return f"API key {actor.api_key.name}" if actor.api_key is not None else "system"
+
+
+def _user_pk(actor: Actor):
+    return actor.user.pk if actor.user is not None and actor.user.is_authenticated else None
+
+
 @transaction.atomic
-def job_approve(*, job: Job, actor: Actor) -> Job:
+def job_approve(*, job: Job, actor: Actor, version: int | None = None, note: str = "") -> Job:
+    """Approve the job's current version (review.decision_approve: the template's rule, any or all assigned
+    reviewers, decides when the job goes on to protection)."""
     job = _locked(job)
     if pipeline.rights_on_hold(job):
         # It waits for an operator's decision on a possible infringement, which no approval replaces.
         raise Conflict("The job is held for a possible infringement of another studio's content; an operator "
                        "must release it.", code=GenerationErrors.RIGHTS_HOLD)
-    if job.status != JobStatus.AWAITING_APPROVAL:
-        raise Conflict("The job is not waiting for approval.", code=GenerationErrors.NOT_AWAITING_APPROVAL)
-    job.approved_at = timezone.now()
-    job.approved_by = actor.user if actor.user and actor.user.is_authenticated else None
-    job.save(update_fields=["approved_at", "approved_by"])
-    audit_record(actor=actor, action="job.approve", target=job, after={"approved": True})
-    events.job_event(job, "approved", {"by": job.approved_by.email if job.approved_by else None})
+    job = review.decision_approve(job=job, actor=actor, version=version, note=note)
     transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+    return job
+
+
+@transaction.atomic
+def job_request_changes(*, job: Job, actor: Actor, version: int | None = None, note: str = "") -> Job:
+    """Ask for changes to the current version: the job goes back to editing (status `changes_requested`)."""
+    job = review.decision_request_changes(job=_locked(job), actor=actor, version=version, note=note)
+    transaction.on_commit(lambda: pipeline.job_advance(job.pk, job.organization_id))
+    return job
+
+
+@transaction.atomic
+def version_restore(*, job: Job, number: int, actor: Actor) -> Job:
+    """Make an earlier version current again, as a new version pointing at the same files (no re-render)."""
+    job = _locked(job)
+    _editable(job)
+    review.version_restore_prepare(job=job, number=number, actor=actor)
+    rerun_from_shots(job)
+    audit_record(actor=actor, action="job.version_restore", target=job, after={"version": number})
     return job
 
 

@@ -3,6 +3,8 @@ from django.urls import path
 
 from generation.portal import jobs as job_views
 from generation.portal import new_job as views_new
+from generation.portal import review as review_views
+from generation.portal import share as share_views
 
 app_name = "jobs"
 urlpatterns = [
@@ -26,4 +28,25 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/shots/<int:number>/regenerate", job_views.ShotRegeneratePage.as_view(),
          name="job-shot-regenerate"),
     path("jobs/<uuid:job_id>/shots/<int:number>/frame", job_views.ShotFramePage.as_view(), name="job-frame"),
+    # Review and delivery of a job (generation/portal/review.py).
+    path("jobs/<uuid:job_id>/comments", review_views.CommentPage.as_view(), name="job-comment"),
+    path("jobs/<uuid:job_id>/comments/<uuid:comment_id>/resolve", review_views.CommentResolvePage.as_view(),
+         name="job-comment-resolve"),
+    path("jobs/<uuid:job_id>/comments/<uuid:comment_id>/reopen", review_views.CommentReopenPage.as_view(),
+         name="job-comment-reopen"),
+    path("jobs/<uuid:job_id>/request-changes", review_views.RequestChangesPage.as_view(), name="job-request-changes"),
+    path("jobs/<uuid:job_id>/versions/<int:version>/restore", review_views.VersionRestorePage.as_view(),
+         name="job-version-restore"),
+    path("jobs/<uuid:job_id>/versions/<int:version>/video", review_views.VersionVideoPage.as_view(),
+         name="job-version-video"),
+    path("jobs/<uuid:job_id>/share-links", review_views.ShareLinkCreatePage.as_view(), name="job-share-create"),
+    path("jobs/<uuid:job_id>/share-links/<uuid:link_id>/", review_views.ShareLinkLogPage.as_view(),
+         name="job-share-log"),
+    path("jobs/<uuid:job_id>/share-links/<uuid:link_id>/revoke", review_views.ShareLinkRevokePage.as_view(),
+         name="job-share-revoke"),
+    path("notifications/", review_views.notifications, name="notifications"),
+    # A share link's pages, for people without an account (generation/portal/share.py).
+    path("s/<str:share_token>/", share_views.SharePage.as_view(), name="share-page"),
+    path("s/<str:share_token>/video", share_views.ShareVideoPage.as_view(), name="share-video"),
+    path("s/<str:share_token>/comments", share_views.ShareCommentPage.as_view(), name="share-comment"),
 ]

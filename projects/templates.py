@@ -66,6 +66,7 @@ _DEFAULTS = {
     "subtitle_style": {"size": "medium", "position": "bottom", "outline": "thin", "background": "box"},
     "providers": {kind: ["offline"] for kind in PROVIDER_KINDS},
     "approval_required": False,
+    "approval_rule": "any",
     "recurring_character": False,
     "prompts": {},
 }
@@ -173,6 +174,9 @@ class TemplateSettings(_StrictSerializer):
                                help_text="Per kind of stage, provider names in fallback order.")
     approval_required = serializers.BooleanField(default=False,
                                                  help_text="The job waits for a person's approval before protection.")
+    approval_rule = serializers.ChoiceField(choices=["any", "all"], default="any", help_text=(
+        "With approval required: `any` one assigned reviewer (any member who may approve, when none is assigned) "
+        "or `all` assigned reviewers must approve the current version."))
     recurring_character = serializers.BooleanField(
         default=False, help_text="Keep one recurring character the same across shots: with a video provider that "
         "makes characters (openai), the first shot's clip becomes a character every later clip features, so the "

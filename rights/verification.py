@@ -19,9 +19,9 @@ from config.tenancy import dangerously_unscoped
 from rights.credentials import credential_read
 from rights.error_codes import RightsErrors
 from rights.fingerprints import fingerprint_search, fingerprints_compute
-from rights.models import Content, RegistrationStatus
+from rights.models import Content, RecipientMark, RegistrationStatus
 from rights.registry import proof_verify_onchain
-from rights.watermark import watermark_detect
+from rights.watermark import forensic_detect, watermark_detect
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,28 @@ def _verify_checked_file(path: Path) -> list[Match]:
         except Exception:  # one method failing (a damaged stream) must not hide the others' answers
             logger.warning("verification method %s failed", name, exc_info=True)
     return _best_per_content(matches)
+
+
+def verify_for_owner(path: Path, *, organization_id: int) -> tuple[dict, RecipientMark | None]:
+    """For a member of `organization_id` (in its tenant scope): the public answer for the file, and the
+    recipient whose copy it is when it carries the forensic mark of one of that organization's share links
+    (rights.watermark.forensic_detect; accepted only when the payload's CRC checks). A mark given out by
+    another organization is not found here, so no one learns another studio's recipients."""
+    with media_limits.verify_slot(), media_limits.media_budget(settings.VERIFY_DECODE_TIMEOUT_S):
+        matches = _verify_checked_file(path)
+        try:
+            found = forensic_detect(path)
+        except DomainError:
+            raise
+        except Exception:
+            logger.warning("forensic read failed", exc_info=True)
+            found = {}
+    recipient = None
+    if found.get("mark_id"):
+        recipient = RecipientMark.objects.filter(organization_id=organization_id, mark_id=found["mark_id"]).first()
+        if recipient is not None:
+            recipient.confidence = round(float(found.get("confidence", 0)), 3)
+    return verification_answer(matches), recipient
 
 
 def _best_per_content(matches: list[Match]) -> list[Match]:

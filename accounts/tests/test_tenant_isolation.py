@@ -45,6 +45,9 @@ class Objects:
     webhook: object = None
     template: object = None
     content: object = None
+    comment: object = None
+    share_link: object = None
+    share_token: str = ""
     identifying: list[str] = field(default_factory=list)
 
 
@@ -79,7 +82,19 @@ def populate(tenant, label: str) -> Objects:
                                     status="confirmed")
         webhook = Webhook.objects.create(organization=tenant.organization, url=f"https://{tenant.slug}.example/hook",
                                          events=["job.completed"], secret_encrypted="x")
+        # Review and delivery: the job's v1, a comment on it, a share link with its log.
+        from generation import review
+        from generation.models import ShareAccess
+
+        comment = review.comment_create(job=job, actor=Actor(user=tenant.owner), body=f"{label} private remark",
+                                        frame=3, shot=1)
+        share_link, share_token = review.share_link_create(job=job, actor=Actor(user=tenant.owner),
+                                                           recipient=f"{label} private client")
+        ShareAccess.objects.create(organization=tenant.organization, link=share_link, action="view")
     identifying = [
+        str(comment.id),
+        comment.body,
+        str(share_link.id),
         str(job.id),
         job.topic,
         str(webhook.id),
@@ -102,7 +117,8 @@ def populate(tenant, label: str) -> Objects:
     ]
     for member in memberships:
         identifying += [str(member.id), member.user.email]
-    return Objects(project, membership, invitation, token, api_key, job, webhook, template, content, identifying)
+    return Objects(project, membership, invitation, token, api_key, job, webhook, template, content, comment,
+                   share_link, share_token, identifying)
 
 
 def finished_job(tenant, project, label: str):
@@ -140,6 +156,9 @@ def finished_job(tenant, project, label: str):
     job.steps.filter(stage=Stage.COMPOSE).update(status=StepStatus.SUCCEEDED, artifact=video)
     job.output = {"video_artifact": str(video.pk), "thumbnail_artifact": str(thumbnail.pk), "metadata": {}}
     job.save(update_fields=["output"])
+    from generation.models import JobVersion
+
+    JobVersion.objects.create(organization=tenant.organization, job=job, number=1, artifact=video)
     return job
 
 
@@ -159,6 +178,9 @@ A_VALUE_FOR_KWARG: dict[str, Callable[[Objects], object]] = {
     "content_id": lambda a: a.content.content_id,
     "asset_id": lambda a: a.content.id,
     "provider": lambda a: "openai",
+    "comment_id": lambda a: a.comment.id,
+    "link_id": lambda a: a.share_link.id,
+    "share_token": lambda a: a.share_token,
     "voice": lambda a: "en",
 }
 
@@ -351,7 +373,29 @@ def check_voice_sample(route: Route, client_b, tenant_a, tenant_b, a: Objects) -
         f"the voice sample answered {response.status_code} or shows A's data"]
 
 
+def check_share_pages(route: Route, client_b, tenant_a, tenant_b, a: Objects) -> list[str]:
+    """A share link's pages take the link's token, not an id: the token is the capability (whoever holds the
+    link sees that one version), so B with A's token is let in by design. What must hold: an unknown token is
+    404, and the page shows only the studio's public name, the version and the link's own comments, none of
+    A's private data (topic, project, ids, members, other comments)."""
+    failures = []
+    if request(client_b, "GET", route.url({"share_token": "not-a-real-token"}), api=False).status_code != 404:
+        failures.append(f"{route.name} with an unknown token is not 404")
+    if route.name == "jobs:share-page":
+        shown = client_b.get(route.url({"share_token": a.share_token}))
+        private = [a.job.topic, a.project.name, str(a.job.id), str(a.project.id), tenant_a.owner.email,
+                   a.comment.body, str(a.share_link.id)]
+        if shown.status_code != 200:
+            failures.append(f"A's share link answered {shown.status_code} for its holder")
+        if leaked := [marker for marker in private if marker in shown.content.decode()]:
+            failures.append(f"the share page shows A's private {leaked}")
+    return failures
+
+
 SPECIAL_ROUTES: dict[str, Callable[..., list[str]]] = {
+    "jobs:share-page": check_share_pages,
+    "jobs:share-video": check_share_pages,
+    "jobs:share-comment": check_share_pages,
     "api:provider-credential": check_provider_pages,
     "api:provider-test": check_provider_pages,
     "accounts:team-provider-save": check_provider_pages,

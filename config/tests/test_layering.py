@@ -30,6 +30,7 @@ UNSCOPED_BY_DESIGN = {
     ("accounts.live_sessions", "session_end_reason"), ("accounts.selectors", "api_key_by_plaintext"),
     ("accounts.selectors", "membership_of"), ("accounts.selectors", "memberships_of_user"),
     ("accounts.services", "api_key_touch"), ("accounts.services", "invitation_by_token"),
+    ("generation.review", "share_open"),  # a share link's token: its holder has no account and no scope yet
     # Operators: the admin site, and the metrics' totals over every organization.
     ("config.admin", "PlatformAdminSite.admin_view.unscoped_view"), ("config.metrics", "DatabaseCollector.collect"),
     # System work of the workers and sweeps, on ids of every organization (each step then runs in its own scope).

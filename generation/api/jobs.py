@@ -209,10 +209,25 @@ class JobRetryView(JobActionView):
     service = staticmethod(services.job_retry)
 
 
-class JobApproveView(JobActionView):
+class ApproveIn(StrictSerializer):
+    version = serializers.IntegerField(required=False, min_value=1, help_text="Must be the current version")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class JobApproveView(JobView):
+    """Approve the current version. With the template's `approval_rule` `all`, the job goes on only once
+    every assigned reviewer approved; `review` in the answer's approval state says who is still awaited."""
+
     required_scopes = {"POST": "job:approve"}
-    error_codes = {"POST": (GenerationErrors.NOT_AWAITING_APPROVAL, GenerationErrors.RIGHTS_HOLD)}
-    service = staticmethod(services.job_approve)
+    error_codes = {"POST": (GenerationErrors.NOT_AWAITING_APPROVAL, GenerationErrors.RIGHTS_HOLD,
+                            GenerationErrors.VERSION_NOT_CURRENT, GenerationErrors.NOT_A_REVIEWER)}
+
+    @extend_schema(request=ApproveIn, responses=JobOut)
+    def post(self, request, job_id):
+        job = self.job(job_id)
+        data = ApproveIn(data=request.data if request.data else {})
+        data.is_valid(raise_exception=True)
+        return self.respond(services.job_approve(job=job, actor=request.actor, **data.validated_data))
 
 
 class ShotIn(StrictSerializer):

@@ -1,7 +1,7 @@
 """The generation API's routes, included under /api/v1/ in the "api" namespace (config/urls.py)."""
 from django.urls import path
 
-from generation.api import jobs, policy, webhooks
+from generation.api import jobs, policy, review, webhooks
 
 urlpatterns = [
     path("jobs", jobs.JobListView.as_view(), name="job-list"),
@@ -18,6 +18,26 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/subtitles.srt", jobs.JobSubtitlesSrtView.as_view(), name="job-subtitles-srt"),
     path("jobs/<uuid:job_id>/subtitles.vtt", jobs.JobSubtitlesVttView.as_view(), name="job-subtitles-vtt"),
     path("jobs/<uuid:job_id>/events", jobs.JobEventsView.as_view(), name="job-events"),
+    # Review and delivery (generation/api/review.py).
+    path("jobs/<uuid:job_id>/versions", review.VersionListView.as_view(), name="job-versions"),
+    path("jobs/<uuid:job_id>/versions/<int:version>/restore", review.VersionRestoreView.as_view(),
+         name="job-version-restore"),
+    path("jobs/<uuid:job_id>/versions/<int:version>/video", review.VersionVideoView.as_view(),
+         name="job-version-video"),
+    path("jobs/<uuid:job_id>/comments", review.CommentListView.as_view(), name="job-comments"),
+    path("jobs/<uuid:job_id>/comments/<uuid:comment_id>", review.CommentView.as_view(), name="job-comment"),
+    path("jobs/<uuid:job_id>/comments/<uuid:comment_id>/resolve", review.CommentResolveView.as_view(),
+         name="job-comment-resolve"),
+    path("jobs/<uuid:job_id>/comments/<uuid:comment_id>/reopen", review.CommentReopenView.as_view(),
+         name="job-comment-reopen"),
+    path("jobs/<uuid:job_id>/request-changes", review.RequestChangesView.as_view(), name="job-request-changes"),
+    path("jobs/<uuid:job_id>/review", review.ReviewView.as_view(), name="job-review"),
+    path("jobs/<uuid:job_id>/share-links", review.ShareLinkListView.as_view(), name="job-share-links"),
+    path("share-links/<uuid:link_id>", review.ShareLinkView.as_view(), name="share-link"),
+    path("share-links/<uuid:link_id>/revoke", review.ShareLinkRevokeView.as_view(), name="share-link-revoke"),
+    path("share-links/<uuid:link_id>/accesses", review.ShareAccessListView.as_view(), name="share-link-accesses"),
+    path("notifications", review.NotificationListView.as_view(), name="notifications"),
+    path("verify/trace", review.TraceView.as_view(), name="verify-trace"),
     # An organization's webhooks and their deliveries (generation/api/webhooks.py).
     path("webhooks", webhooks.WebhookListView.as_view(), name="webhook-list"),
     path("webhooks/<uuid:webhook_id>", webhooks.WebhookDetailView.as_view(), name="webhook-detail"),

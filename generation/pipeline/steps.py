@@ -36,6 +36,7 @@ from generation.pipeline.specs import EVERY_SHOT, FIRST_SHOT, ONE, SAME_SHOT, SP
 from generation.policy import policy_for
 from generation.providers import provider_class, provider_queue
 from generation.queue.dispatch import steps_dispatch
+from generation.review import changes_requested, version_record
 from generation.references import logo_reference, music_reference, reference_sha256, shot_image_reference
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ def job_advance(job_id, organization_id: int) -> Advance:
                 step.queue, step.reused = step_queue(job, step), False
                 step.save(update_fields=["status", "input_digest", "queued_at", "queue", "reused"])
                 dispatched.append(str(step.pk))
+        version_record(job, steps)
         _job_refresh_state(job, steps)
         if dispatched:
             steps_dispatch(dispatched)
@@ -274,7 +276,8 @@ def _job_refresh_state(job: Job, steps: dict[tuple, Step]) -> None:
         status = SPEC[head.stage].job_status
         if head.stage == Stage.PROTECT and head.status == StepStatus.BLOCKED and job.approved_at is None and \
                 job.template_snapshot.get("settings", {}).get("approval_required"):
-            status = JobStatus.AWAITING_APPROVAL
+            # A reviewer's request for changes sends it back to editing until the next version renders.
+            status = JobStatus.CHANGES_REQUESTED if changes_requested(job) else JobStatus.AWAITING_APPROVAL
         if head.stage == Stage.REGISTER and head.status == StepStatus.BLOCKED and rights_on_hold(job):
             status = JobStatus.AWAITING_APPROVAL
         message = progress_message(job, head, steps)
@@ -307,7 +310,7 @@ def progress_message(job: Job, head: Step, steps: dict) -> str:
         noun = "frame" if head.stage == Stage.FRAME else "clip"
         return f"Generating {noun} {min(done + 1, total)} of {total}"
     if head.status == StepStatus.BLOCKED and head.stage == Stage.PROTECT:
-        return "Waiting for approval"
+        return "Changes requested" if changes_requested(job) else "Waiting for approval"
     if head.status == StepStatus.BLOCKED and head.stage == Stage.REGISTER and rights_on_hold(job):
         owners = ", ".join(sorted({m["owner"] for m in job.rights_hold.get("matches", [])}))
         return f"Possible infringement of content registered by {owners}: waiting for an administrator"
@@ -451,7 +454,8 @@ def jobs_advance_stalled(*, limit: int = 100) -> list[str]:
     with dangerously_unscoped():
         moving = Step.objects.filter(job_id=OuterRef("pk")).filter(
             Q(status__in=[StepStatus.QUEUED, StepStatus.RUNNING]) | Q(finished_at__gte=recently))
-        stalled = list(Job.objects.exclude(status__in=[*TERMINAL_JOB_STATUSES, JobStatus.AWAITING_APPROVAL])
+        stalled = list(Job.objects.exclude(status__in=[*TERMINAL_JOB_STATUSES, JobStatus.AWAITING_APPROVAL,
+                                                        JobStatus.CHANGES_REQUESTED])
                        .filter(~Exists(moving), created_at__lt=recently)
                        .values_list("id", "organization_id")[:limit])
     advanced = []

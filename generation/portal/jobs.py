@@ -26,6 +26,7 @@ from generation.budgets import money
 from generation.models import TERMINAL_JOB_STATUSES, Job, JobStatus, Stage, StepStatus
 from generation.pipeline import steps as pipeline
 from generation.pipeline.specs import STAGE_SPECS
+from generation.portal.review_fragments import review_context
 from projects.schemas import CAMERA_MOVEMENTS
 from rights.selectors import content_rights
 
@@ -43,6 +44,7 @@ STATUS_LABELS = {
     JobStatus.VIDEO_GENERATION: gettext_lazy("Animating clips"),
     JobStatus.COMPOSING: gettext_lazy("Composing"), JobStatus.REVIEWING: gettext_lazy("Reviewing"),
     JobStatus.AWAITING_APPROVAL: gettext_lazy("Awaiting approval"), JobStatus.PROTECTING: gettext_lazy("Protecting"),
+    JobStatus.CHANGES_REQUESTED: gettext_lazy("Changes requested"),
     JobStatus.REGISTERING: gettext_lazy("Registering"), JobStatus.COMPLETED: gettext_lazy("Completed"),
     JobStatus.FAILED: gettext_lazy("Failed"), JobStatus.CANCELLED: gettext_lazy("Cancelled"),
     JobStatus.RETRYING: gettext_lazy("Retrying"),
@@ -92,7 +94,11 @@ def job_context(request, job: Job) -> dict:
     video = selectors.job_composed_video(job)
     protect = by_key.get((Stage.PROTECT, 0))
     approval_required = bool((job.template_snapshot.get("settings") or {}).get("approval_required"))
+    reviewing = review_context(request, job)
+    for shot in shots:  # the open comments against each shot, for the producer editing it
+        shot["open_comments"] = reviewing["open_by_shot"].get(shot["number"], [])
     return {
+        **reviewing,
         "job": job,
         "steps": steps,
         "shots": shots,
@@ -117,8 +123,8 @@ def job_context(request, job: Job) -> dict:
         "is_terminal": status in TERMINAL_JOB_STATUSES,
         "can_cancel": "job:create" in scopes and status not in TERMINAL_JOB_STATUSES,
         "can_retry": "job:create" in scopes and status in (JobStatus.FAILED, JobStatus.CANCELLED),
-        "can_approve": ("job:approve" in scopes and status == JobStatus.AWAITING_APPROVAL and approval_required
-                        and job.approved_at is None),
+        "can_approve": ("job:approve" in scopes and status in (JobStatus.AWAITING_APPROVAL, JobStatus.CHANGES_REQUESTED)
+                        and approval_required and job.approved_at is None),
         "can_edit_shots": ("job:create" in scopes and status != JobStatus.CANCELLED and storyboard is not None
                            and storyboard.status == StepStatus.SUCCEEDED),
         "rights": content_rights(job=job, request=request),
@@ -206,10 +212,13 @@ class JobRetryPage(JobActionPage):
 
 class JobApprovePage(JobActionPage):
     scope = "job:approve"
-    done_message = gettext_lazy("Approved: the video is being protected and registered.")
 
     def act(self, request, job, **kwargs):
-        services.job_approve(job=job, actor=portal_actor(request))
+        job = services.job_approve(job=job, actor=portal_actor(request))
+        if job.approved_at is not None:
+            messages.success(request, _("Approved: the video is being protected and registered."))
+        else:  # the template asks every assigned reviewer
+            messages.success(request, _("Your approval is recorded; the other assigned reviewers must approve too."))
 
 
 class ShotRegeneratePage(JobActionPage):

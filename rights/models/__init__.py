@@ -1,5 +1,5 @@
 """Rights records: protected contents, their fingerprints, and their on-chain registrations."""
-from rights.models.content import Content, ContentKind, ContentSource
+from rights.models.content import Content, ContentKind, ContentSource, RecipientMark
 from rights.models.fingerprints import Fingerprint
 from rights.models.registry import (
                                     BatchKind,
@@ -10,5 +10,5 @@ from rights.models.registry import (
                                     RegistrationStatus,
 )
 
-__all__ = ["Content", "ContentKind", "ContentSource", "Fingerprint", "BatchKind", "BatchStatus", "ChainState",
+__all__ = ["Content", "ContentKind", "ContentSource", "RecipientMark", "Fingerprint", "BatchKind", "BatchStatus", "ChainState",
            "Registration", "RegistrationBatch", "RegistrationStatus"]

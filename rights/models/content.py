@@ -52,3 +52,16 @@ class Content(TenantModel):
 
     def __str__(self) -> str:
         return self.content_id
+
+
+class RecipientMark(TenantModel):
+    """A forensic watermark id given to one recipient of the organization's content (a share link): a
+    leaked copy carrying it tells the owning organization, and only it, whom the copy was made for."""
+
+    mark_id = models.CharField(max_length=16, unique=True, help_text="Carried in the copies' luma plane")
+    recipient = models.CharField(max_length=200, help_text="Private; shown only to the owning organization")
+    reference = models.CharField(max_length=64, blank=True, help_text="What gave it out, e.g. a share link id")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.mark_id} ({self.recipient})"

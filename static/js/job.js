@@ -10,7 +10,8 @@
   var panelUrl = page.dataset.panelUrl;
   var TERMINAL = ["completed", "failed", "cancelled"];
   var REFRESHING = ["status", "step.finished", "step.retrying", "step.fallback", "error", "completed", "approved",
-    "shot.edited", "shot.regenerating", "rights.released"];
+    "shot.edited", "shot.regenerating", "rights.released", "version.created", "comment.created", "comment.edited",
+    "comment.resolved", "comment.reopened", "review.approved", "review.changes_requested"];
   var labels = readJson("job-status-labels");
   var stepLabels = readJson("job-step-status-labels");
   var socket = null, lastId = Number(page.dataset.lastEvent) || 0, attempts = 0, reconnectTimer = null, refreshTimer = null, refreshing = false,
