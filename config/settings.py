@@ -456,6 +456,7 @@ SPECTACULAR_SETTINGS = {
         "SubtitlePositionEnum": "projects.templates.SUBTITLE_POSITIONS",
         "SubtitleOutlineEnum": "projects.templates.SUBTITLE_OUTLINES",
         "SubtitleBackgroundEnum": "projects.templates.SUBTITLE_BACKGROUNDS",
+        "ApprovalRuleEnum": "projects.templates.APPROVAL_RULES",
     },
 }
 

@@ -61,12 +61,12 @@ from generation.models import (
     Stage,
     StepStatus,
 )
+from projects.templates import APPROVAL_RULES
 from rights.models import Content, RecipientMark
 from rights.watermark import content_id_new, watermark_forensic_video
 
 logger = logging.getLogger(__name__)
 
-APPROVAL_RULES = ("any", "all")
 COMMENT_MAX = 4000
 REGION_MAX_POINTS = 500
 MENTION = re.compile(r"@([\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w.+-]+)")

@@ -52,6 +52,8 @@ SUBTITLE_SIZES = ["small", "medium", "large"]
 SUBTITLE_POSITIONS = ["bottom", "top"]
 SUBTITLE_OUTLINES = ["none", "thin", "thick"]
 SUBTITLE_BACKGROUNDS = ["box", "solid", "none"]  # box: translucent dark; solid: opaque dark
+# Who must approve a job's current version when approval is required (generation/review.py).
+APPROVAL_RULES = ["any", "all"]
 # The storyboard schema's shortest shot: more shots than this allows cannot fit the duration.
 MIN_SHOT_S = SHOT["properties"]["duration_s"]["minimum"]
 
@@ -174,7 +176,7 @@ class TemplateSettings(_StrictSerializer):
                                help_text="Per kind of stage, provider names in fallback order.")
     approval_required = serializers.BooleanField(default=False,
                                                  help_text="The job waits for a person's approval before protection.")
-    approval_rule = serializers.ChoiceField(choices=["any", "all"], default="any", help_text=(
+    approval_rule = serializers.ChoiceField(choices=APPROVAL_RULES, default="any", help_text=(
         "With approval required: `any` one assigned reviewer (any member who may approve, when none is assigned) "
         "or `all` assigned reviewers must approve the current version."))
     recurring_character = serializers.BooleanField(
