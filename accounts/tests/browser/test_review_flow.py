@@ -71,7 +71,7 @@ def test_comment_request_changes_v2_compare_and_approval_by_all_reviewers(new_co
         reviewer.click("#comment-submit")
     reviewer.wait_for_selector("#comment-list .comment")
     with tenant_scope(tenant_a.organization):
-        comment = Comment.objects.get(job=job)
+        comment = Comment.objects.select_related("version").get(job=job)  # read in the scope (row level security)
     assert (comment.frame, comment.shot, comment.version.number) == (168, 3, 1)
     assert comment.region["type"] == "rect" and 0.3 < comment.region["x"] < 0.5 and comment.region["w"] > 0.1
     reviewer.fill("#request-changes-note", "See my comment on shot 3")
